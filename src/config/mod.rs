@@ -1,0 +1,228 @@
+//! The validated, typed configuration (`Settings`): everything the rest of
+//! Portcullis reads, with no raw strings where a type belongs.
+
+mod reader;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+use oauth2::ClientSecret;
+use regex::RegexSet;
+use url::Url;
+
+use crate::session::seal::SessionKey;
+
+pub use reader::{parse_duration, Env, Issue, ProcessEnv};
+
+/// Where the config is read from when no `--config` is given and
+/// `$PORTCULLIS_CONFIG` is unset.
+pub const DEFAULT_CONFIG_PATH: &str = "config/portcullis.toml";
+
+/// Every problem found in a configuration, each naming its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{} problem(s) in the configuration", .0.len())]
+    Invalid(Vec<Issue>),
+}
+
+impl ConfigError {
+    /// The lines to print, one per problem.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid(issues) => issues.iter().map(ToString::to_string).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Debug)]
+pub struct Settings {
+    pub server: Server,
+    pub upstream: Upstream,
+    pub session: Session,
+    pub headers: HeaderNames,
+    pub access: Access,
+    pub providers: Vec<Provider>,
+}
+
+#[derive(Debug)]
+pub struct Server {
+    /// `server.listen`, default `0.0.0.0:4180`.
+    pub listen: SocketAddr,
+    /// `server.public_url`: the origin browsers use (no path).
+    pub public_url: Url,
+    /// `server.tls_cert` + `server.tls_key`, both or neither.
+    pub tls: Option<Tls>,
+    /// `server.threads`, default: the number of cores.
+    pub threads: usize,
+    /// `server.shutdown_grace`, default `10s`: how long in-flight requests may
+    /// finish after SIGTERM (pingora's own default is 300 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Server {
+    /// `{public_url}/oauth2/callback/{provider}`.
+    pub fn callback_url(&self, provider: &str) -> String {
+        let origin = self.public_url.as_str().trim_end_matches('/');
+        format!("{origin}/oauth2/callback/{provider}")
+    }
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+#[derive(Debug)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    /// `upstream.url`.
+    pub url: Url,
+    /// Host name from the URL: DNS is resolved once at start-up, and it is the
+    /// TLS server name for https upstreams.
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    /// `upstream.connect_timeout`, default `5s`.
+    pub connect_timeout: Duration,
+    /// `upstream.read_timeout`, default `60s`.
+    pub read_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    Lax,
+    Strict,
+    None,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    /// `session.secret`: 32 bytes, base64.
+    pub secret: SessionKey,
+    /// `session.previous_secrets`: still accepted when reading.
+    pub previous_secrets: Vec<SessionKey>,
+    /// `session.cookie_name`, default `_portcullis`.
+    pub cookie_name: String,
+    /// `session.lifetime`, default `7d`.
+    pub lifetime: Duration,
+    /// `session.domain`, default none (host-only cookie).
+    pub domain: Option<String>,
+    /// `session.secure`, default: true when `public_url` is https.
+    pub secure: bool,
+    /// `session.same_site`, default `lax`.
+    pub same_site: SameSite,
+}
+
+/// Names of the identity headers (`[headers]`), defaults `X-User`, ...
+#[derive(Debug, Clone)]
+pub struct HeaderNames {
+    pub user: HeaderName,
+    pub provider: HeaderName,
+    pub email: HeaderName,
+    pub name: HeaderName,
+    pub login: HeaderName,
+    pub picture: HeaderName,
+}
+
+impl HeaderNames {
+    pub fn all(&self) -> [&HeaderName; 6] {
+        [
+            &self.user,
+            &self.provider,
+            &self.email,
+            &self.name,
+            &self.login,
+            &self.picture,
+        ]
+    }
+}
+
+/// `[access]`: who may pass once signed in, and how unauthenticated API calls are answered.
+#[derive(Debug, Default)]
+pub struct Access {
+    /// `access.allowed_email_domains`, lower-cased, no leading `@`.
+    pub allowed_email_domains: Vec<String>,
+    /// `access.allowed_emails`, lower-cased.
+    pub allowed_emails: Vec<String>,
+    /// `access.allowed_users`: `X-User` values, e.g. `google:1234`.
+    pub allowed_users: Vec<String>,
+    /// `access.api_paths`: requests whose path matches get 401 JSON instead of a redirect.
+    pub api_paths: Option<RegexSet>,
+}
+
+impl Access {
+    /// True when any allow-list is set (otherwise every signed-in user may pass).
+    pub fn restricts(&self) -> bool {
+        !(self.allowed_email_domains.is_empty()
+            && self.allowed_emails.is_empty()
+            && self.allowed_users.is_empty())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    Google,
+    Oidc,
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    /// The table name: the id in URLs and in `X-User`.
+    pub id: String,
+    pub kind: ProviderKind,
+    pub display_name: String,
+    pub client_id: String,
+    pub client_secret: ClientSecret,
+    /// OpenID Connect issuer, exactly as configured (discovery at
+    /// `{issuer}/.well-known/openid-configuration`; compared with `iss`).
+    pub issuer: String,
+    pub scopes: Vec<String>,
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path, env: &dyn Env) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, env)
+}
+
+/// Parses and validates config text.
+pub fn parse(text: &str, env: &dyn Env) -> Result<Settings, ConfigError> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        // toml's message quotes the offending line, which may hold a secret:
+        // keep only its own description and position.
+        let span = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        ConfigError::Syntax(format!("TOML syntax error{span}: {}", e.message()))
+    })?;
+    validate::build(table, env).map_err(ConfigError::Invalid)
+}
+
+/// The config path: `--config`, else `$PORTCULLIS_CONFIG`, else the default.
+pub fn resolve_path(cli: Option<PathBuf>) -> PathBuf {
+    cli.or_else(|| std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}

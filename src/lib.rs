@@ -1,0 +1,14 @@
+//! Portcullis: an authentication reverse-proxy sidecar. The binary is in
+//! `main.rs`; this library holds everything it runs, so that tests and
+//! benchmarks can reach the pieces.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod identity;
+pub mod pages;
+pub mod providers;
+pub mod proxy;
+pub mod server;
+pub mod session;
+pub mod telemetry;

@@ -1,0 +1,207 @@
+//! Identity providers: a small trait, the errors they end in, and the
+//! construction of every configured provider.
+
+mod oidc;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::{ProviderKind, Settings};
+use crate::identity::Identity;
+use crate::pages::Logo;
+use crate::session::login_state::LoginState;
+
+pub use oidc::OidcProvider;
+
+/// The query parameters of a callback, as sent by the provider.
+#[derive(Default)]
+pub struct CallbackParams {
+    pairs: Vec<(String, String)>,
+}
+
+impl CallbackParams {
+    /// Parses a raw query string. Bounded: at most 32 parameters are kept.
+    pub fn parse(query: Option<&str>) -> Self {
+        let pairs = query
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .take(32)
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        CallbackParams { pairs }
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl std::fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Codes and tokens travel here: show names only.
+        f.debug_list()
+            .entries(self.pairs.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+/// How a sign-in with a provider can fail. Messages never carry codes,
+/// tokens or secrets; `code` fields hold the provider's error code.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The user declined at the provider (`error=access_denied`, X's `denied=`).
+    #[error("the sign-in was cancelled at the provider ({code})")]
+    Denied { code: String },
+    /// The provider sent the browser back with an error other than a denial.
+    #[error("the provider returned an error ({code})")]
+    Callback { code: String },
+    /// The callback carried no authorization code.
+    #[error("the callback carried no authorization code")]
+    MissingCode,
+    /// The callback's `iss` parameter (RFC 9207) names another issuer.
+    #[error("the callback came from another issuer")]
+    WrongIssuer,
+    /// The provider could not be reached or answered with a server error.
+    #[error("the provider is unavailable: {context}")]
+    Unavailable { context: String },
+    /// The token endpoint refused the request (`invalid_grant`, `invalid_client`, ...).
+    #[error("the provider rejected the token request ({code})")]
+    Rejected { code: String },
+    /// The ID token (or the identity) failed verification.
+    #[error("the identity token is not valid: {reason}")]
+    InvalidToken { reason: String },
+    /// The provider answered with something we cannot use.
+    #[error("the provider sent an unusable response: {reason}")]
+    Protocol { reason: String },
+}
+
+impl ProviderError {
+    /// The HTTP status of the error page. One exhaustive place.
+    pub fn status(&self) -> u16 {
+        match self {
+            ProviderError::Denied { .. } => 401,
+            ProviderError::Callback { .. } => 400,
+            ProviderError::MissingCode => 400,
+            ProviderError::WrongIssuer => 400,
+            ProviderError::Unavailable { .. } => 502,
+            ProviderError::Rejected { code } if code == "invalid_client" => 502,
+            ProviderError::Rejected { .. } => 400,
+            ProviderError::InvalidToken { .. } => 401,
+            ProviderError::Protocol { .. } => 502,
+        }
+    }
+
+    /// A short sentence for the person in front of the browser.
+    pub fn user_message(&self) -> &'static str {
+        match self {
+            ProviderError::Denied { .. } => {
+                "The sign-in was cancelled. You can try again or pick another provider."
+            }
+            ProviderError::Callback { .. } | ProviderError::MissingCode => {
+                "The provider could not complete the sign-in."
+            }
+            ProviderError::WrongIssuer => "The sign-in response did not come from the expected provider.",
+            ProviderError::Unavailable { .. } => {
+                "The sign-in provider is not reachable right now. Please try again in a moment."
+            }
+            ProviderError::Rejected { code } if code == "invalid_client" => {
+                "The sign-in provider rejected this site's credentials. The site's administrator has been told."
+            }
+            ProviderError::Rejected { .. } => {
+                "The sign-in code was not accepted; it may have expired or been used already."
+            }
+            ProviderError::InvalidToken { .. } => "The identity returned by the provider could not be verified.",
+            ProviderError::Protocol { .. } => "The sign-in provider sent a response that could not be used.",
+        }
+    }
+}
+
+/// One configured sign-in provider.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The table name: the id in URLs and in `X-User`.
+    fn id(&self) -> &str;
+    fn display_name(&self) -> &str;
+    fn logo(&self) -> Logo;
+    /// The URL to send the browser to. May record provider data in `login`
+    /// (it is sealed into the login-state cookie).
+    async fn start(&self, login: &mut LoginState) -> Result<url::Url, ProviderError>;
+    /// Completes the sign-in from the callback's parameters.
+    async fn finish(
+        &self,
+        login: &LoginState,
+        params: &CallbackParams,
+    ) -> Result<Identity, ProviderError>;
+}
+
+/// Every configured provider, in config order, with lookup by id.
+pub struct Providers {
+    list: Vec<Arc<dyn Provider>>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Providers {
+    pub fn build(settings: &Settings, http: &reqwest::Client) -> Result<Self, url::ParseError> {
+        let mut list: Vec<Arc<dyn Provider>> = Vec::new();
+        for p in &settings.providers {
+            let redirect = url::Url::parse(&settings.server.callback_url(&p.id))?;
+            let provider: Arc<dyn Provider> = match p.kind {
+                ProviderKind::Google => Arc::new(OidcProvider::google(p, redirect, http.clone())),
+                ProviderKind::Oidc => Arc::new(OidcProvider::generic(p, redirect, http.clone())),
+            };
+            list.push(provider);
+        }
+        let by_id = list
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id().to_owned(), i))
+            .collect();
+        Ok(Providers { list, by_id })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn Provider>> {
+        self.by_id.get(id).and_then(|&i| self.list.get(i))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.list.iter()
+    }
+}
+
+/// The one HTTP client for talking to providers: rustls, timeouts, and no
+/// redirects (a provider endpoint that redirects is an SSRF hazard).
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Trims and strips control characters from a provider-supplied value and
+/// caps its length, so that it is safe in a header and keeps cookies small.
+pub fn clean(value: Option<&str>) -> Option<String> {
+    let v = crate::identity::sanitize(value?);
+    if v.is_empty() {
+        return None;
+    }
+    const MAX: usize = 512;
+    if v.len() <= MAX {
+        return Some(v);
+    }
+    let mut end = MAX;
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(v[..end].to_owned())
+}

@@ -1,0 +1,182 @@
+//! Identity headers: remove every client-supplied copy (any case, `_` for
+//! `-`), then add the signed-in identity.
+
+use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+
+use crate::config::HeaderNames;
+use crate::identity::Identity;
+
+/// Lower-cases and maps `_` to `-`: the form under which WSGI, PHP and
+/// others treat `X_User` and `x-user` as the same header.
+pub fn normalize(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            b => b.to_ascii_lowercase() as char,
+        })
+        .collect()
+}
+
+/// The identity header names, precomputed for the per-request check.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub names: HeaderNames,
+    normalized: Vec<Vec<u8>>,
+}
+
+impl IdentityHeaders {
+    pub fn new(names: HeaderNames) -> Self {
+        let normalized = names
+            .all()
+            .iter()
+            .map(|h| normalize(h.as_str()).into_bytes())
+            .collect();
+        IdentityHeaders { names, normalized }
+    }
+
+    /// Is `name` (as received) a spelling of one of our identity headers?
+    pub fn is_forged(&self, name: &str) -> bool {
+        let b = name.as_bytes();
+        self.normalized.iter().any(|n| {
+            n.len() == b.len()
+                && n.iter().zip(b).all(|(&want, &got)| {
+                    let got = if got == b'_' {
+                        b'-'
+                    } else {
+                        got.to_ascii_lowercase()
+                    };
+                    want == got
+                })
+        })
+    }
+
+    /// Removes every client-supplied copy of the identity headers.
+    pub fn strip(&self, req: &mut RequestHeader) {
+        // No allocation unless something must go.
+        let mut forged: Vec<HeaderName> = Vec::new();
+        for name in req.headers.keys() {
+            if self.is_forged(name.as_str()) {
+                forged.push(name.clone());
+            }
+        }
+        for name in forged {
+            req.remove_header(&name);
+        }
+    }
+
+    /// Adds the identity (absent values are absent headers, never empty).
+    pub fn inject(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
+        let n = &self.names;
+        req.insert_header(n.user.clone(), value(&id.user()))?;
+        req.insert_header(n.provider.clone(), value(&id.provider))?;
+        for (name, v) in [
+            (&n.email, &id.email),
+            (&n.name, &id.name),
+            (&n.login, &id.login),
+            (&n.picture, &id.picture),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                req.insert_header(name.clone(), value(v))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The identity as response headers (forward-auth `/oauth2/auth`).
+    pub fn pairs<'a>(&'a self, id: &'a Identity) -> Vec<(HeaderName, HeaderValue)> {
+        let n = &self.names;
+        let mut out = vec![
+            (n.user.clone(), value(&id.user())),
+            (n.provider.clone(), value(&id.provider)),
+        ];
+        for (name, v) in [
+            (&n.email, &id.email),
+            (&n.name, &id.name),
+            (&n.login, &id.login),
+            (&n.picture, &id.picture),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                out.push((name.clone(), value(v)));
+            }
+        }
+        out
+    }
+}
+
+/// Identity values are sanitised when the session is made; anything that
+/// still is not a valid header value is dropped to empty rather than sent raw.
+fn value(v: &str) -> HeaderValue {
+    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers() -> IdentityHeaders {
+        IdentityHeaders::new(HeaderNames {
+            user: HeaderName::from_static("x-user"),
+            provider: HeaderName::from_static("x-user-provider"),
+            email: HeaderName::from_static("x-user-email"),
+            name: HeaderName::from_static("x-user-name"),
+            login: HeaderName::from_static("x-user-login"),
+            picture: HeaderName::from_static("x-user-picture"),
+        })
+    }
+
+    #[test]
+    fn forged_spellings_are_recognised() {
+        let h = headers();
+        for name in [
+            "X-User",
+            "x_user",
+            "X-USER",
+            "X_USER_EMAIL",
+            "x-User-pIcture",
+            "X-User_Login",
+        ] {
+            assert!(h.is_forged(name), "{name}");
+        }
+        for name in [
+            "X-Users",
+            "X-User-Emails",
+            "X-Forwarded-User",
+            "user",
+            "x-userx",
+        ] {
+            assert!(!h.is_forged(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn strip_then_inject() {
+        let h = headers();
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("X-User", "evil").unwrap();
+        req.append_header("x_user", "evil2").unwrap();
+        req.append_header("X-USER-EMAIL", "evil@x").unwrap();
+        req.append_header("X_User_Name", "evil").unwrap();
+        req.append_header("Accept", "text/html").unwrap();
+        h.strip(&mut req);
+        let names: Vec<String> = req.headers.keys().map(|k| k.to_string()).collect();
+        assert_eq!(names, vec!["accept"]);
+        let id = Identity {
+            provider: "google".into(),
+            subject: "1".into(),
+            email: None,
+            name: Some("Alice".into()),
+            login: Some(String::new()),
+            picture: None,
+        };
+        h.inject(&mut req, &id).unwrap();
+        assert_eq!(req.headers.get("x-user").unwrap(), "google:1");
+        assert_eq!(req.headers.get("x-user-name").unwrap(), "Alice");
+        assert!(req.headers.get("x-user-email").is_none());
+        assert!(
+            req.headers.get("x-user-login").is_none(),
+            "empty values are absent"
+        );
+        assert_eq!(req.headers.get_all("x-user").iter().count(), 1);
+    }
+}

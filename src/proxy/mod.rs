@@ -1,0 +1,560 @@
+//! The pingora `ProxyHttp` implementation: thin glue from pingora to the
+//! decisions in `auth`, the sessions in `session` and the providers.
+
+pub mod headers;
+mod respond;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use http::header::{ACCEPT, COOKIE};
+use http::{HeaderValue, Method};
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::auth::flow::{self, RequestKind, Route};
+use crate::auth::{policy, redirect::safe_return_path};
+use crate::config::{self, Settings};
+use crate::identity::Identity;
+use crate::pages::{self, ProviderButton};
+use crate::providers::{CallbackParams, Providers};
+use crate::session::cookie::{self, CookieAttrs};
+use crate::session::login_state::{self, LoginState, LOGIN_COOKIE_PATH, LOGIN_STATE_TTL};
+use crate::session::SessionCodec;
+use headers::IdentityHeaders;
+use respond::Reply;
+
+/// Everything a request needs, built once at start-up.
+pub struct App {
+    settings: Settings,
+    codec: SessionCodec,
+    providers: Providers,
+    identity_headers: IdentityHeaders,
+    upstream: SocketAddr,
+    session_attrs: CookieAttrs,
+    login_attrs: CookieAttrs,
+    forwarded_proto: HeaderValue,
+}
+
+impl App {
+    pub fn new(settings: Settings, providers: Providers, upstream: SocketAddr) -> Self {
+        let s = &settings.session;
+        let codec = SessionCodec::new(crate::session::Sealer::new(&s.secret, &s.previous_secrets));
+        let same_site = match s.same_site {
+            config::SameSite::Lax => cookie::SameSite::Lax,
+            config::SameSite::Strict => cookie::SameSite::Strict,
+            config::SameSite::None => cookie::SameSite::None,
+        };
+        let session_attrs = CookieAttrs {
+            secure: s.secure,
+            same_site,
+            domain: s.domain.clone(),
+        };
+        // The provider sends the browser back with a cross-site top-level
+        // navigation: the login-state cookie must be Lax (or None) to come along.
+        let login_attrs = CookieAttrs {
+            secure: s.secure,
+            same_site: if same_site == cookie::SameSite::None {
+                cookie::SameSite::None
+            } else {
+                cookie::SameSite::Lax
+            },
+            domain: None,
+        };
+        let forwarded_proto = HeaderValue::from_static(if settings.server.is_https() {
+            "https"
+        } else {
+            "http"
+        });
+        App {
+            identity_headers: IdentityHeaders::new(settings.headers.clone()),
+            codec,
+            providers,
+            upstream,
+            session_attrs,
+            login_attrs,
+            forwarded_proto,
+            settings,
+        }
+    }
+
+    fn cookie_name(&self) -> &str {
+        &self.settings.session.cookie_name
+    }
+
+    /// The session in the request's cookies, if any is valid. The hot path:
+    /// one cookie lookup, one AEAD open, one decode.
+    fn read_session(&self, req: &RequestHeader) -> Option<Identity> {
+        let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
+        let sealed = cookie::find_split(cookies, self.cookie_name())?;
+        self.codec.open_identity(self.cookie_name(), &sealed)
+    }
+
+    fn session_cookies(&self, req: &RequestHeader, id: &Identity) -> Vec<String> {
+        let sealed =
+            self.codec
+                .seal_identity(self.cookie_name(), id, self.settings.session.lifetime);
+        let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
+        cookie::set_split(
+            self.cookie_name(),
+            &sealed,
+            &self.session_attrs,
+            self.settings.session.lifetime,
+            cookies,
+        )
+        .unwrap_or_default()
+    }
+}
+
+/// The proxy service.
+pub struct Portcullis(pub Arc<App>);
+
+/// Per-request state.
+pub struct Ctx {
+    identity: Option<Identity>,
+    started: Instant,
+    /// What Portcullis decided, for the access log.
+    outcome: &'static str,
+}
+
+#[async_trait]
+impl ProxyHttp for Portcullis {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            identity: None,
+            started: Instant::now(),
+            outcome: "proxied",
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let app = &*self.0;
+        let req = session.req_header();
+        if req.uri.path().starts_with("/oauth2") {
+            let path = req.uri.path().to_owned();
+            let route = flow::route(&path);
+            if route != Route::Upstream {
+                let reply = self.own_route(session, ctx, route).await;
+                reply.send(session).await?;
+                return Ok(true);
+            }
+        }
+
+        match app.read_session(session.req_header()) {
+            Some(id) if policy::allowed(&app.settings.access, &id) => {
+                ctx.identity = Some(id);
+                Ok(false)
+            }
+            Some(id) => {
+                ctx.outcome = "forbidden";
+                let req = session.req_header();
+                let rd = path_and_query(req);
+                forbidden(&id, &rd).send(session).await?;
+                Ok(true)
+            }
+            None => {
+                let req = session.req_header();
+                let kind = RequestKind {
+                    path: req.uri.path(),
+                    accept: req.headers.get(ACCEPT).map(|v| v.as_bytes()),
+                    x_requested_with: req.headers.get("x-requested-with").map(|v| v.as_bytes()),
+                    sec_fetch_mode: req.headers.get("sec-fetch-mode").map(|v| v.as_bytes()),
+                };
+                let reply = if flow::is_api_request(&app.settings.access, &kind) {
+                    ctx.outcome = "unauthenticated";
+                    unauthenticated_json()
+                } else {
+                    ctx.outcome = "sign_in_redirect";
+                    Reply::redirect(flow::sign_in_location(&path_and_query(req)))
+                };
+                reply.send(session).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let app = &*self.0;
+        let up = &app.settings.upstream;
+        let sni = if up.tls {
+            up.host.clone()
+        } else {
+            String::new()
+        };
+        let mut peer = HttpPeer::new(app.upstream, up.tls, sni);
+        peer.options.connection_timeout = Some(up.connect_timeout);
+        peer.options.total_connection_timeout = Some(up.connect_timeout + Duration::from_secs(5));
+        peer.options.read_timeout = Some(up.read_timeout);
+        peer.options.write_timeout = Some(up.read_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let app = &*self.0;
+        app.identity_headers.strip(upstream_request);
+        if let Some(id) = &ctx.identity {
+            app.identity_headers.inject(upstream_request, id)?;
+        }
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            let ip = addr.ip().to_string();
+            let xff = match upstream_request.headers.get("x-forwarded-for") {
+                Some(prev) => {
+                    let prev = String::from_utf8_lossy(prev.as_bytes()).into_owned();
+                    format!("{prev}, {ip}")
+                }
+                None => ip,
+            };
+            upstream_request.insert_header("x-forwarded-for", xff)?;
+        }
+        upstream_request.insert_header("x-forwarded-proto", app.forwarded_proto.clone())?;
+        let host = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .cloned()
+            .or_else(|| {
+                session
+                    .req_header()
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
+        match host {
+            Some(h) => upstream_request.insert_header("x-forwarded-host", h)?,
+            None => {
+                upstream_request.remove_header("x-forwarded-host");
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            ctx.outcome = "proxy_error";
+            let (title, message) = match code {
+                502 | 504 => (
+                    "The application is not responding",
+                    "Portcullis could not reach the application behind it. Please try again in a moment.",
+                ),
+                400 => ("Bad request", "The request could not be understood."),
+                _ => ("Something went wrong", "The request could not be completed."),
+            };
+            let rd = path_and_query(session.req_header());
+            let retry = safe_return_path(&rd).into_owned();
+            let reply = Reply::html(code, pages::error_page(code, title, message, &retry));
+            if let Err(err) = reply.send(session).await {
+                tracing::debug!(error = %err, "could not send the error page");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let req = session.req_header();
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let user = ctx.identity.as_ref().map(Identity::user);
+        // The path only: queries carry codes and states on /oauth2/callback.
+        tracing::info!(
+            target: "portcullis::access",
+            method = %req.method,
+            path = %req.uri.path(),
+            status,
+            outcome = ctx.outcome,
+            user = user.as_deref().unwrap_or("-"),
+            client = %client,
+            micros = ctx.started.elapsed().as_micros() as u64,
+            error = e.map(|e| e.etype().as_str()).unwrap_or(""),
+        );
+    }
+}
+
+impl Portcullis {
+    async fn own_route(&self, session: &mut Session, ctx: &mut Ctx, route: Route<'_>) -> Reply {
+        let app = &*self.0;
+        let req = session.req_header();
+        let method = req.method.clone();
+        let query = req.uri.query().map(str::to_owned);
+        let get_like = method == Method::GET || method == Method::HEAD;
+        match route {
+            Route::SignIn if get_like => {
+                ctx.outcome = "sign_in_page";
+                let rd = flow::rd_param(query.as_deref());
+                let buttons: Vec<ProviderButton<'_>> = app
+                    .providers
+                    .iter()
+                    .map(|p| ProviderButton {
+                        id: p.id(),
+                        display_name: p.display_name(),
+                        logo: p.logo(),
+                    })
+                    .collect();
+                Reply::html(200, pages::sign_in_page(None, &buttons, &rd))
+            }
+            Route::Start(id) if get_like => {
+                ctx.outcome = "start";
+                let Some(provider) = app.providers.get(id) else {
+                    return not_found();
+                };
+                let rd = flow::rd_param(query.as_deref());
+                let mut login = LoginState::new(id, &rd);
+                match provider.start(&mut login).await {
+                    Ok(url) => {
+                        let Some(name) = login_state::cookie_name(app.cookie_name(), &login.state)
+                        else {
+                            return internal_error();
+                        };
+                        let sealed = app.codec.seal_login_state(&name, &login);
+                        let Some(set) = cookie::set_one(
+                            &name,
+                            &sealed,
+                            LOGIN_COOKIE_PATH,
+                            &app.login_attrs,
+                            LOGIN_STATE_TTL,
+                        ) else {
+                            return internal_error();
+                        };
+                        Reply::redirect(url.to_string()).cookie(set)
+                    }
+                    Err(e) => {
+                        ctx.outcome = "provider_error";
+                        tracing::warn!(provider = id, error = %e, "sign-in could not start");
+                        let retry = flow::with_rd(&format!("/oauth2/start/{id}"), &rd);
+                        Reply::html(
+                            e.status(),
+                            pages::error_page(
+                                e.status(),
+                                "Sign-in is unavailable",
+                                e.user_message(),
+                                &retry,
+                            ),
+                        )
+                    }
+                }
+            }
+            Route::Callback(id) if get_like => {
+                self.callback(session, ctx, id, query.as_deref()).await
+            }
+            Route::SignOut if get_like || method == Method::POST => {
+                ctx.outcome = "sign_out";
+                let rd = query.as_deref().and_then(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .take(64)
+                        .find(|(k, _)| k == "rd")
+                        .map(|(_, v)| safe_return_path(&v).into_owned())
+                });
+                let target = rd.unwrap_or_else(|| flow::SIGN_IN.to_owned());
+                let mut reply = Reply::redirect(target);
+                for c in cookie::clear_split(app.cookie_name(), &app.session_attrs) {
+                    reply = reply.cookie(c);
+                }
+                reply
+            }
+            Route::UserInfo if get_like => match app.read_session(session.req_header()) {
+                Some(id) => {
+                    ctx.outcome = "userinfo";
+                    let body = serde_json::json!({
+                        "user": id.user(),
+                        "provider": id.provider,
+                        "email": id.email,
+                        "name": id.name,
+                        "login": id.login,
+                        "picture": id.picture,
+                    });
+                    ctx.identity = Some(id);
+                    Reply::json(200, body.to_string())
+                }
+                None => {
+                    ctx.outcome = "unauthenticated";
+                    unauthenticated_json()
+                }
+            },
+            Route::Auth => match app.read_session(session.req_header()) {
+                Some(id) if policy::allowed(&app.settings.access, &id) => {
+                    ctx.outcome = "auth_ok";
+                    let mut reply = Reply::empty(202);
+                    for (name, value) in app.identity_headers.pairs(&id) {
+                        reply = reply.header(name, value);
+                    }
+                    ctx.identity = Some(id);
+                    reply
+                }
+                Some(_) => {
+                    ctx.outcome = "auth_forbidden";
+                    Reply::json(403, r#"{"error":"forbidden"}"#.to_owned())
+                }
+                None => {
+                    ctx.outcome = "auth_unauthenticated";
+                    unauthenticated_json()
+                }
+            },
+            Route::NotFound | Route::Upstream => not_found(),
+            Route::SignIn
+            | Route::Start(_)
+            | Route::Callback(_)
+            | Route::SignOut
+            | Route::UserInfo => {
+                ctx.outcome = "method_not_allowed";
+                Reply::html(
+                    405,
+                    pages::error_page(
+                        405,
+                        "Method not allowed",
+                        "This address only answers GET.",
+                        flow::SIGN_IN,
+                    ),
+                )
+                .header(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"))
+            }
+        }
+    }
+
+    async fn callback(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        id: &str,
+        query: Option<&str>,
+    ) -> Reply {
+        let app = &*self.0;
+        ctx.outcome = "callback";
+        let Some(provider) = app.providers.get(id) else {
+            return not_found();
+        };
+        let params = CallbackParams::parse(query);
+        let req = session.req_header();
+        // The login-state cookie named after this state, sealed under that
+        // name, for this provider, with exactly this state (CSRF check).
+        let login = params.get("state").and_then(|state| {
+            let name = login_state::cookie_name(app.cookie_name(), state)?;
+            let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
+            let sealed = cookie::find(cookies, &name)?;
+            let login = app.codec.open_login_state(&name, sealed)?;
+            (login.provider == id && login.matches_state(state)).then_some((name, login))
+        });
+        let Some((name, login)) = login else {
+            ctx.outcome = "callback_bad_state";
+            tracing::warn!(provider = id, "callback without a matching login state (expired, replayed, or from another browser)");
+            return Reply::html(
+                400,
+                pages::error_page(
+                    400,
+                    "This sign-in link is no longer valid",
+                    "The sign-in took too long, was already used, or was started in another browser. Please sign in again.",
+                    flow::SIGN_IN,
+                ),
+            );
+        };
+        let clear_login = cookie::clear_one(&name, LOGIN_COOKIE_PATH, &app.login_attrs);
+        let retry = flow::with_rd(&format!("/oauth2/start/{id}"), &login.return_to);
+        match provider.finish(&login, &params).await {
+            Err(e) => {
+                ctx.outcome = "provider_error";
+                tracing::warn!(provider = id, error = %e, status = e.status(), "sign-in failed");
+                Reply::html(
+                    e.status(),
+                    pages::error_page(e.status(), "Sign-in failed", e.user_message(), &retry),
+                )
+                .cookie(clear_login)
+            }
+            Ok(identity) => {
+                if !policy::allowed(&app.settings.access, &identity) {
+                    ctx.outcome = "forbidden";
+                    tracing::info!(provider = id, user = %identity.user(), "signed in but not allowed");
+                    return forbidden(&identity, &login.return_to).cookie(clear_login);
+                }
+                ctx.outcome = "signed_in";
+                tracing::info!(provider = id, user = %identity.user(), "signed in");
+                let target = safe_return_path(&login.return_to).into_owned();
+                let mut reply = Reply::redirect(target).cookie(clear_login);
+                for c in app.session_cookies(session.req_header(), &identity) {
+                    reply = reply.cookie(c);
+                }
+                ctx.identity = Some(identity);
+                reply
+            }
+        }
+    }
+}
+
+fn path_and_query(req: &RequestHeader) -> String {
+    req.uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned())
+}
+
+fn unauthenticated_json() -> Reply {
+    Reply::json(
+        401,
+        r#"{"error":"unauthenticated","sign_in":"/oauth2/sign_in"}"#.to_owned(),
+    )
+}
+
+fn not_found() -> Reply {
+    Reply::html(
+        404,
+        pages::error_page(
+            404,
+            "Not found",
+            "There is nothing at this address.",
+            flow::SIGN_IN,
+        ),
+    )
+}
+
+fn internal_error() -> Reply {
+    Reply::html(
+        500,
+        pages::error_page(
+            500,
+            "Something went wrong",
+            "Please try again.",
+            flow::SIGN_IN,
+        ),
+    )
+}
+
+fn forbidden(id: &Identity, rd: &str) -> Reply {
+    let who = id
+        .email
+        .clone()
+        .or_else(|| id.login.clone())
+        .or_else(|| id.name.clone())
+        .unwrap_or_else(|| id.user());
+    let action = flow::with_rd("/oauth2/sign_out", &flow::with_rd(flow::SIGN_IN, rd));
+    Reply::html(403, pages::forbidden_page(&who, &action))
+}

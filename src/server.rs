@@ -1,0 +1,86 @@
+//! Builds and runs the pingora server from validated settings.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+
+use crate::config::Settings;
+use crate::providers::{self, Providers};
+use crate::proxy::{App, Portcullis};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("upstream.url: cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("server.public_url: cannot build a callback URL: {0}")]
+    CallbackUrl(#[source] url::ParseError),
+    #[error("server.tls_cert / server.tls_key: {0}")]
+    Tls(String),
+}
+
+/// Resolves the upstream once, at start-up (pingora's `HttpPeer::new` would
+/// block on DNS per request and panic when it fails).
+pub fn resolve_upstream(host: &str, port: u16) -> Result<SocketAddr, StartError> {
+    let mut addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| StartError::Resolve {
+            host: host.to_owned(),
+            reason: e.to_string(),
+        })?;
+    addrs.next().ok_or_else(|| StartError::Resolve {
+        host: host.to_owned(),
+        reason: "no addresses".to_owned(),
+    })
+}
+
+/// Runs until SIGTERM/SIGINT. Must be called outside any tokio runtime.
+pub fn run(settings: Settings) -> Result<(), StartError> {
+    let upstream = resolve_upstream(&settings.upstream.host, settings.upstream.port)?;
+    let http = providers::http_client().map_err(StartError::HttpClient)?;
+    let providers = Providers::build(&settings, &http).map_err(StartError::CallbackUrl)?;
+
+    let conf = ServerConf {
+        threads: settings.server.threads,
+        grace_period_seconds: Some(settings.server.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let listen = settings.server.listen;
+    let tls = settings
+        .server
+        .tls
+        .as_ref()
+        .map(|t| (t.cert.display().to_string(), t.key.display().to_string()));
+    let names: Vec<String> = settings.providers.iter().map(|p| p.id.clone()).collect();
+    let public_url = settings.server.public_url.to_string();
+    let app = Arc::new(App::new(settings, providers, upstream));
+
+    let mut service = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Portcullis(app),
+        "portcullis",
+    );
+    match tls {
+        Some((cert, key)) => service
+            .add_tls(&listen.to_string(), &cert, &key)
+            .map_err(|e| StartError::Tls(e.to_string()))?,
+        None => service.add_tcp(&listen.to_string()),
+    }
+    server.add_service(service);
+    tracing::info!(
+        %listen,
+        %public_url,
+        %upstream,
+        providers = ?names,
+        "portcullis {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    server.run_forever()
+}

@@ -1,0 +1,177 @@
+//! Sessions: the sealed session cookie carrying the identity, the sealed login-state cookie, and their handling on the wire.
+//!
+//! Writing a session: `SessionCodec::seal_identity(base_name, ..)` then
+//! `cookie::set_split(base_name, ..)`; reading: `cookie::find_split` then
+//! `SessionCodec::open_identity(base_name, ..)`. The seal is bound to the
+//! base name (`_portcullis`), not to the names of the parts.
+//!
+//! Login state: `login_state::cookie_name(base, &state.state)` names the
+//! cookie; seal the state under that name, set it with `cookie::set_one` at
+//! [`LOGIN_COOKIE_PATH`] for [`LOGIN_STATE_TTL`]. In the callback, derive the
+//! name from the `state` query parameter, open the cookie under it, then
+//! check `matches_state` and that `provider` is the callback's provider.
+
+pub mod cookie;
+pub mod login_state;
+pub mod seal;
+
+use std::time::Duration;
+
+use crate::identity::Identity;
+
+pub use self::cookie::{CookieAttrs, SameSite};
+pub use self::login_state::{LoginState, LOGIN_COOKIE_PATH, LOGIN_STATE_TTL};
+pub use self::seal::{unix_now, KeyError, Sealer, SessionKey, MAX_SEALED_LEN};
+
+/// Seals and opens identities and login states with one [`Sealer`].
+#[derive(Clone, Debug)]
+pub struct SessionCodec {
+    sealer: Sealer,
+}
+
+impl SessionCodec {
+    pub fn new(sealer: Sealer) -> Self {
+        SessionCodec { sealer }
+    }
+
+    /// The underlying sealer.
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// The sealed session value for cookie `name`, valid for `ttl`.
+    pub fn seal_identity(&self, name: &str, identity: &Identity, ttl: Duration) -> String {
+        self.seal_identity_at(name, identity, unix_now().saturating_add(ttl.as_secs()))
+    }
+
+    /// The sealed session value for cookie `name`, valid until `expires_at`
+    /// (unix seconds, exclusive).
+    pub fn seal_identity_at(&self, name: &str, identity: &Identity, expires_at: u64) -> String {
+        let mut payload = Vec::with_capacity(128);
+        identity.encode(&mut payload);
+        self.sealer.seal_at(name, &payload, expires_at)
+    }
+
+    /// The identity in a session value read from cookie `name`, if it is
+    /// authentic, unexpired at `now` and well-formed.
+    pub fn open_identity_at(&self, name: &str, sealed: &str, now: u64) -> Option<Identity> {
+        Identity::decode(&self.sealer.open_at(name, sealed, now)?)
+    }
+
+    /// [`SessionCodec::open_identity_at`] at the current time.
+    pub fn open_identity(&self, name: &str, sealed: &str) -> Option<Identity> {
+        self.open_identity_at(name, sealed, unix_now())
+    }
+
+    /// The sealed login-state value for cookie `name`, valid for
+    /// [`LOGIN_STATE_TTL`].
+    pub fn seal_login_state(&self, name: &str, login: &LoginState) -> String {
+        self.sealer.seal(name, &login.encode(), LOGIN_STATE_TTL)
+    }
+
+    /// The login state in a value read from cookie `name`, if authentic,
+    /// unexpired at `now` and well-formed.
+    pub fn open_login_state_at(&self, name: &str, sealed: &str, now: u64) -> Option<LoginState> {
+        LoginState::decode(&self.sealer.open_at(name, sealed, now)?)
+    }
+
+    /// [`SessionCodec::open_login_state_at`] at the current time.
+    pub fn open_login_state(&self, name: &str, sealed: &str) -> Option<LoginState> {
+        self.open_login_state_at(name, sealed, unix_now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAME: &str = "_portcullis";
+
+    fn codec(byte: u8) -> SessionCodec {
+        use base64::Engine as _;
+        let text = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+        let key = SessionKey::from_base64(&text).unwrap_or_else(|_| SessionKey::generate());
+        SessionCodec::new(Sealer::new(&key, &[]))
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            provider: "google".into(),
+            subject: "110169484474386276334".into(),
+            email: Some("alice@example.com".into()),
+            name: Some("Alice".into()),
+            login: None,
+            picture: Some("https://example.com/a.png".into()),
+        }
+    }
+
+    #[test]
+    fn identity_round_trip() {
+        let c = codec(0);
+        let sealed = c.seal_identity_at(NAME, &identity(), 2_000);
+        assert_eq!(c.open_identity_at(NAME, &sealed, 1_999), Some(identity()));
+        assert_eq!(c.open_identity_at(NAME, &sealed, 2_000), None);
+        assert_eq!(c.open_identity_at("_other", &sealed, 1_000), None);
+        let sealed = c.seal_identity(NAME, &identity(), Duration::from_secs(3600));
+        assert_eq!(c.open_identity(NAME, &sealed), Some(identity()));
+    }
+
+    #[test]
+    fn identity_does_not_open_under_another_key() {
+        let sealed = codec(0).seal_identity(NAME, &identity(), Duration::from_secs(60));
+        assert_eq!(codec(1).open_identity(NAME, &sealed), None);
+    }
+
+    #[test]
+    fn login_state_round_trip_and_not_an_identity() {
+        let c = codec(0);
+        let login = LoginState::new("google", "/after");
+        let name = login_state::cookie_name(NAME, &login.state).unwrap_or_default();
+        let sealed = c.seal_login_state(&name, &login);
+        assert_eq!(c.open_login_state(&name, &sealed), Some(login.clone()));
+        assert_eq!(c.open_identity(&name, &sealed), None);
+        assert_eq!(c.open_login_state(NAME, &sealed), None);
+        let later = unix_now() + LOGIN_STATE_TTL.as_secs();
+        assert_eq!(c.open_login_state_at(&name, &sealed, later), None);
+    }
+
+    #[test]
+    fn login_state_of_another_tab_does_not_open_under_this_name() {
+        let c = codec(0);
+        let a = LoginState::new("google", "/a");
+        let b = LoginState::new("google", "/b");
+        let name_a = login_state::cookie_name(NAME, &a.state).unwrap_or_default();
+        let name_b = login_state::cookie_name(NAME, &b.state).unwrap_or_default();
+        let sealed_b = c.seal_login_state(&name_b, &b);
+        assert_eq!(c.open_login_state(&name_a, &sealed_b), None);
+    }
+
+    #[test]
+    fn sealed_session_fits_one_cookie_and_survives_the_wire() {
+        let c = codec(0);
+        let sealed = c.seal_identity(NAME, &identity(), Duration::from_secs(60));
+        let attrs = CookieAttrs {
+            secure: true,
+            same_site: SameSite::Lax,
+            domain: None,
+        };
+        let set = cookie::set_split(NAME, &sealed, &attrs, Duration::from_secs(60), [])
+            .unwrap_or_default();
+        assert_eq!(set.len(), 1);
+        let header = set[0].split(';').next().unwrap_or_default().to_owned();
+        let read = cookie::find_split([header.as_bytes()], NAME);
+        assert_eq!(
+            c.open_identity(NAME, read.as_deref().unwrap_or_default()),
+            Some(identity())
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let text = format!("{:?}", codec(0));
+        assert!(
+            text.contains("SessionCodec") && text.contains("Sealer"),
+            "{text}"
+        );
+    }
+}

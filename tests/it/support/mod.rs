@@ -1,0 +1,6 @@
+//! Test peers for the integration tests: a mock Google OpenID provider, a test upstream, and a
+//! harness that runs the real `portcullis` binary and drives it like a browser.
+
+pub mod harness;
+pub mod mock_google;
+pub mod upstream;
