@@ -1,6 +1,7 @@
 //! Identity providers: a small trait, the errors they end in, and the
 //! construction of every configured provider.
 
+mod id_token;
 mod oidc;
 
 use std::collections::HashMap;

@@ -1,1 +1,11 @@
+//! Integration tests: one binary (the 2-core machine links once). Each test
+//! starts the real `portcullis` binary with peers bound to 127.0.0.1:0.
 
+mod support;
+
+mod cli;
+mod common;
+mod login;
+mod mock_selftest;
+mod proxying;
+mod security;

@@ -84,7 +84,9 @@ pub async fn start_with_env(
             Err(logs) => last_logs = logs,
         }
     }
-    panic!("portcullis could not bind a port in {PORT_ATTEMPTS} attempts; last stderr:\n{last_logs}");
+    panic!(
+        "portcullis could not bind a port in {PORT_ATTEMPTS} attempts; last stderr:\n{last_logs}"
+    );
 }
 
 impl Portcullis {
@@ -127,8 +129,7 @@ impl Portcullis {
                 panic!("portcullis exited ({status}) before listening; stderr:\n{logs}");
             }
             let connect = tokio::net::TcpStream::connect(("127.0.0.1", self.port));
-            if let Ok(Ok(_stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await
-            {
+            if let Ok(Ok(_stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
                 // Someone else may hold the port while our process is failing to bind it.
                 if self.try_exit_status().is_none() {
                     return Ok(());
@@ -163,13 +164,26 @@ impl Drop for Portcullis {
 }
 
 /// The binary as a [`Command`], with the environment variables that would change its
-/// behaviour removed (for `check`, `secret`, `--version` tests).
+/// behaviour removed (`PORTCULLIS_*`, `RUST_LOG`, HTTP proxies), for `check`, `secret` and
+/// `--version` tests too.
 pub fn command() -> Command {
     let mut command = Command::new(BIN);
     command
         .env_remove("PORTCULLIS_CONFIG")
         .env_remove("PORTCULLIS_LOG_FORMAT")
         .env_remove("RUST_LOG");
+    // The peers are all on loopback: an HTTP proxy from the environment must not be used.
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
+        command.env_remove(var);
+    }
+    command.env("NO_PROXY", "127.0.0.1,localhost,::1");
     command
 }
 
@@ -244,8 +258,7 @@ fn builder() -> reqwest::ClientBuilder {
 }
 
 /// `Accept` of a browser navigation (Portcullis redirects these, and answers 401 to others).
-pub const BROWSER_ACCEPT: &str =
-    "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+pub const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
 /// A cookie in the [`Browser`]'s jar.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,10 +279,9 @@ pub struct StoredCookie {
     pub raw: String,
 }
 
-/// One request made by [`Browser::follow`].
+/// One response seen by [`Browser::follow`] / [`Browser::follow_redirects`].
 #[derive(Clone, Debug)]
 pub struct Hop {
-    pub method: Method,
     pub url: String,
     pub status: StatusCode,
     pub location: Option<String>,
@@ -321,7 +333,14 @@ impl Browser {
     /// Sends `request` with the jar's cookies (unless it already has a `Cookie` header) and
     /// stores the response's `Set-Cookie`s. Does not follow redirects.
     pub async fn send(&mut self, request: RequestBuilder) -> Response {
-        let mut request = request.build().expect("valid request");
+        self.try_send(request)
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e}"))
+    }
+
+    /// As [`Browser::send`], returning the transport error instead of panicking.
+    pub async fn try_send(&mut self, request: RequestBuilder) -> reqwest::Result<Response> {
+        let mut request = request.build()?;
         if !request.headers().contains_key(COOKIE) {
             if let Some(cookies) = self.cookie_header(request.url()) {
                 request.headers_mut().insert(
@@ -331,17 +350,13 @@ impl Browser {
             }
         }
         let url = request.url().clone();
-        let response = self
-            .client
-            .execute(request)
-            .await
-            .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+        let response = self.client.execute(request).await?;
         for value in response.headers().get_all(SET_COOKIE) {
             if let Ok(value) = value.to_str() {
                 self.store(&url, value);
             }
         }
-        response
+        Ok(response)
     }
 
     pub async fn get(&mut self, url: &str) -> Response {
@@ -356,17 +371,17 @@ impl Browser {
 
     /// GETs `url` and follows redirects (any host) up to `max_hops` times; returns the first
     /// non-redirect response. Panics when there are more redirects. [`Browser::hops`] lists
-    /// every request made.
+    /// every response seen.
     pub async fn follow(&mut self, url: &str, max_hops: usize) -> Response {
-        self.hops.clear();
         let response = self.get(url).await;
-        self.record_hop(Method::GET, &response);
         self.follow_redirects(response, max_hops).await
     }
 
-    /// Follows `response` if it is a redirect (as a browser would: GET, except that 307/308
-    /// would keep the method; only GET is supported), up to `max_hops` more requests.
+    /// Follows `response` if it is a redirect, as a browser navigation does (GET), up to
+    /// `max_hops` more requests; returns the first non-redirect response.
     pub async fn follow_redirects(&mut self, mut response: Response, max_hops: usize) -> Response {
+        self.hops.clear();
+        self.record_hop(&response);
         for _ in 0..max_hops {
             if !response.status().is_redirection() {
                 return response;
@@ -383,7 +398,7 @@ impl Browser {
                 .join(location)
                 .unwrap_or_else(|e| panic!("bad Location {location:?}: {e}"));
             response = self.get(next.as_str()).await;
-            self.record_hop(Method::GET, &response);
+            self.record_hop(&response);
         }
         if response.status().is_redirection() {
             panic!("more than {max_hops} redirects: {:#?}", self.hops);
@@ -460,7 +475,7 @@ impl Browser {
             return None;
         }
         // RFC 6265 section 5.4: longer paths first; the sort is stable, so older first after.
-        matching.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        matching.sort_by_key(|c| std::cmp::Reverse(c.path.len()));
         Some(
             matching
                 .iter()
@@ -470,9 +485,8 @@ impl Browser {
         )
     }
 
-    fn record_hop(&mut self, method: Method, response: &Response) {
+    fn record_hop(&mut self, response: &Response) {
         self.hops.push(Hop {
-            method,
             url: response.url().to_string(),
             status: response.status(),
             location: response
@@ -607,10 +621,7 @@ fn path_match(request_path: &str, cookie_path: &str) -> bool {
 /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) or its `-`-separated variant, to Unix seconds.
 fn parse_http_date(value: &str) -> Option<u64> {
     let rest = value.split_once(',').map_or(value, |(_, r)| r).trim();
-    let fields: Vec<&str> = rest
-        .split(|c: char| c == ' ' || c == '-')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let fields: Vec<&str> = rest.split([' ', '-']).filter(|s| !s.is_empty()).collect();
     let [day, month, year, time, ..] = fields.as_slice() else {
         return None;
     };

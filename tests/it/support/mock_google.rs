@@ -1,12 +1,12 @@
 //! A local stand-in for Google's OpenID Connect provider: discovery, authorization (with an
 //! account chooser), token, userinfo and JWKS endpoints, plus controls that make it misbehave.
 //!
-//! Written from Google's public documentation, which the comments below cite as:
-//! - [guide]: <https://developers.google.com/identity/openid-connect/openid-connect>
-//! - [reference]: <https://developers.google.com/identity/openid-connect/reference>
-//! - [web-server]: <https://developers.google.com/identity/protocols/oauth2/web-server>
+//! Written from Google's public documentation, which the comments below cite by short name:
+//! - guide: <https://developers.google.com/identity/openid-connect/openid-connect>
+//! - reference: <https://developers.google.com/identity/openid-connect/reference>
+//! - web-server: <https://developers.google.com/identity/protocols/oauth2/web-server>
 //!   (authorization errors, the code exchange and its error bodies)
-//! - [native-app]: <https://developers.google.com/identity/protocols/oauth2/native-app>
+//! - native-app: <https://developers.google.com/identity/protocols/oauth2/native-app>
 //!   (PKCE: `code_challenge`, `code_challenge_method`, `code_verifier`)
 //!
 //! The mock stands at `http://127.0.0.1:{port}` and uses Google's paths under that origin:
@@ -49,15 +49,15 @@ pub const CONSENT_PATH: &str = "/mock/consent";
 
 /// Lifetime of an authorization code (the brief's choice; Google documents no number).
 pub const CODE_LIFETIME: Duration = Duration::from_secs(60);
-/// `expires_in` of Google's access tokens ([web-server], "Exchange authorization code").
+/// `expires_in` of Google's access tokens (web-server, "Exchange authorization code").
 pub const ACCESS_TOKEN_EXPIRES_IN: u64 = 3599;
-/// ID tokens are valid for one hour ([guide], "An ID token's payload": `exp`).
+/// ID tokens are valid for one hour (guide, "An ID token's payload": `exp`).
 pub const ID_TOKEN_LIFETIME: u64 = 3600;
 
 /// A Google account as the mock knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TestUser {
-    /// Google's stable numeric account id ([guide]: "never reused").
+    /// Google's stable numeric account id (guide: "never reused").
     pub sub: String,
     pub email: String,
     pub email_verified: bool,
@@ -66,7 +66,7 @@ pub struct TestUser {
     pub family_name: String,
     pub picture: String,
     pub locale: String,
-    /// The Workspace hosted domain, only for Workspace accounts ([guide]: `hd`).
+    /// The Workspace hosted domain, only for Workspace accounts (guide: `hd`).
     pub hd: Option<String>,
 }
 
@@ -92,7 +92,11 @@ impl TestUser {
 
     /// Alice: verified `alice@example.com`, sub `110169484474386276334`.
     pub fn alice() -> TestUser {
-        TestUser::new("110169484474386276334", "alice@example.com", "Alice Example")
+        TestUser::new(
+            "110169484474386276334",
+            "alice@example.com",
+            "Alice Example",
+        )
     }
 
     /// Bob: `bob@example.org`, email NOT verified.
@@ -131,7 +135,7 @@ pub enum Tamper {
     NoIdToken,
 }
 
-/// The two spellings of Google's issuer ([reference]: "The modern value is
+/// The two spellings of Google's issuer (reference: "The modern value is
 /// https://accounts.google.com; however, accounts.google.com is also returned for legacy
 /// implementations"). The mock's equivalents are its base URL and that URL without the scheme.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -342,6 +346,7 @@ pub struct MockGoogle {
     controls: Arc<Mutex<Controls>>,
     shared: Arc<Shared>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Starts a mock provider on `127.0.0.1:0` on the current tokio runtime, knowing one client.
@@ -376,7 +381,7 @@ pub async fn start(client_id: &str, client_secret: &str) -> MockGoogle {
         .with_state(shared.clone());
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.await;
@@ -392,6 +397,7 @@ pub async fn start(client_id: &str, client_secret: &str) -> MockGoogle {
         controls,
         shared,
         stop: Mutex::new(Some(stop_tx)),
+        server: Mutex::new(Some(server)),
     }
 }
 
@@ -425,6 +431,16 @@ impl MockGoogle {
     pub fn shutdown(&self) {
         if let Some(tx) = lock(&self.stop).take() {
             let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down and waits until the listener is closed and in-flight requests are done
+    /// (at most 5 s, then the server task is aborted): afterwards connections are refused.
+    pub async fn stop(&self) {
+        self.shutdown();
+        let server = lock(&self.server).take();
+        if let Some(server) = server {
+            stop_server(server).await;
         }
     }
 
@@ -558,7 +574,7 @@ impl Drop for MockGoogle {
 // ---------------------------------------------------------------------------------------------
 // Discovery
 
-/// [reference], "Discovery Document". `response_types_supported` lists only `code` (all the mock
+/// reference, "Discovery Document". `response_types_supported` lists only `code` (all the mock
 /// implements; Google lists the implicit and hybrid types too), `grant_types_supported` only what
 /// the mock implements plus Google's refresh grant, and the device and revocation endpoints are
 /// left out.
@@ -597,7 +613,7 @@ async fn discovery(State(app): State<App>) -> Response {
 // ---------------------------------------------------------------------------------------------
 // Authorization endpoint
 
-/// [guide], "Send an authentication request to Google" and [web-server], "Step 2 / Step 4".
+/// guide, "Send an authentication request to Google" and web-server, "Step 2 / Step 4".
 async fn authorize(State(app): State<App>, RawQuery(query): RawQuery) -> Response {
     app.hits.authorize.fetch_add(1, Ordering::SeqCst);
     let params = parse_pairs(query.as_deref().unwrap_or("").as_bytes());
@@ -607,7 +623,7 @@ async fn authorize(State(app): State<App>, RawQuery(query): RawQuery) -> Respons
     let controls = app.controls();
 
     // Client and redirect URI problems are shown to the user, never redirected
-    // ([web-server], "Authorization errors": invalid_client, redirect_uri_mismatch).
+    // (web-server, "Authorization errors": invalid_client, redirect_uri_mismatch).
     let client_id = single(&params, "client_id");
     match client_id {
         Ok(Some(id)) if id == app.client_id => {}
@@ -676,7 +692,12 @@ async fn authorize(State(app): State<App>, RawQuery(query): RawQuery) -> Respons
                 "The mock provider supports response_type=code only.",
             )
         }
-        _ => return fail("invalid_request", "Required parameter is missing: response_type"),
+        _ => {
+            return fail(
+                "invalid_request",
+                "Required parameter is missing: response_type",
+            )
+        }
     }
     let scopes: Vec<String> = single(&params, "scope")
         .ok()
@@ -702,7 +723,10 @@ async fn authorize(State(app): State<App>, RawQuery(query): RawQuery) -> Respons
                 | "https://www.googleapis.com/auth/userinfo.profile"
         )
     }) {
-        return fail("invalid_scope", &format!("Some requested scopes were invalid: {unknown}"));
+        return fail(
+            "invalid_scope",
+            &format!("Some requested scopes were invalid: {unknown}"),
+        );
     }
     let challenge = single(&params, "code_challenge").ok().flatten();
     let method = single(&params, "code_challenge_method").ok().flatten();
@@ -770,12 +794,19 @@ fn consent(app: App, params: Vec<(String, String)>) -> Response {
     let users = app.controls().users;
     match get("sub").and_then(|sub| users.into_iter().find(|u| u.sub == sub)) {
         Some(user) => approve(&app, request, user),
-        None => error_page("invalid_request", "Unknown account", "Pick a listed account."),
+        None => error_page(
+            "invalid_request",
+            "Unknown account",
+            "Pick a listed account.",
+        ),
     }
 }
 
 fn deny_redirect(app: &App, request: &AuthRequest) -> Response {
-    let iss = app.controls().authorization_iss.then(|| app.base_url.clone());
+    let iss = app
+        .controls()
+        .authorization_iss
+        .then(|| app.base_url.clone());
     redirect_with(
         &request.redirect_uri,
         &[
@@ -786,11 +817,15 @@ fn deny_redirect(app: &App, request: &AuthRequest) -> Response {
     )
 }
 
-/// [web-server], "Step 5": `?state=...&code=...&scope=...`; Google also adds `authuser` and
-/// `prompt` (observed on every real response).
+/// web-server, "Step 4: Handle the OAuth 2.0 server response": `?state=...&code=...&scope=...`;
+/// Google also adds `authuser` and `prompt` (seen on real responses), and, since 2026 for some
+/// users, `iss` ([`Controls::authorization_iss`]).
 fn approve(app: &App, request: AuthRequest, user: TestUser) -> Response {
     let code = format!("4/0Mock{}", random_token(30));
-    let iss = app.controls().authorization_iss.then(|| app.base_url.clone());
+    let iss = app
+        .controls()
+        .authorization_iss
+        .then(|| app.base_url.clone());
     let scope = granted_scope(&request.scopes);
     let prompt = if request.prompt.as_deref() == Some("consent") {
         "consent"
@@ -915,8 +950,8 @@ fn error_page(error: &str, title: &str, detail: &str) -> Response {
 // ---------------------------------------------------------------------------------------------
 // Token endpoint
 
-/// [guide], "Exchange code for access token and ID token"; [web-server], "Step 5" (error bodies);
-/// [native-app] for `code_verifier`.
+/// guide, "Exchange code for access token and ID token"; web-server, "Step 5" (error bodies);
+/// native-app for `code_verifier`.
 async fn token(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     app.hits.token.fetch_add(1, Ordering::SeqCst);
     let controls = app.controls();
@@ -968,7 +1003,7 @@ async fn token(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
             .map(|(_, v)| v.as_str())
     };
 
-    // Client authentication: Basic or the form, both accepted ([reference], discovery
+    // Client authentication: Basic or the form, both accepted (reference, discovery
     // `token_endpoint_auth_methods_supported`).
     let (client_id, secret) = match (&basic, form("client_id"), form("client_secret")) {
         (Some((id, secret)), body_id, body_secret) => {
@@ -1116,7 +1151,7 @@ impl Shared {
         std::mem::take(&mut lock(&self.controls).tamper)
     }
 
-    /// [guide], "An ID token's payload".
+    /// guide, "An ID token's payload".
     fn mint_id_token(
         &self,
         request: &AuthRequest,
@@ -1219,7 +1254,7 @@ impl Shared {
 // ---------------------------------------------------------------------------------------------
 // Userinfo and JWKS
 
-/// [guide], "Obtaining user profile information": `GET` with `Authorization: Bearer`.
+/// guide, "Obtaining user profile information": `GET` with `Authorization: Bearer`.
 async fn userinfo(State(app): State<App>, headers: HeaderMap) -> Response {
     app.hits.userinfo.fetch_add(1, Ordering::SeqCst);
     if let Some(status) = app.controls().fail_userinfo {
@@ -1278,7 +1313,7 @@ async fn userinfo(State(app): State<App>, headers: HeaderMap) -> Response {
     json_response(StatusCode::OK, &Value::Object(claims), Some("no-store"))
 }
 
-/// [guide], "Validating an ID token": Google's public keys as a JWK set, cacheable per
+/// guide, "Validating an ID token": Google's public keys as a JWK set, cacheable per
 /// `Cache-Control`.
 async fn jwks(State(app): State<App>) -> Response {
     app.hits.jwks.fetch_add(1, Ordering::SeqCst);
@@ -1314,8 +1349,20 @@ async fn jwks(State(app): State<App>) -> Response {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+async fn stop_server(mut server: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(Duration::from_secs(5), &mut server)
+        .await
+        .is_err()
+    {
+        server.abort();
+        let _ = server.await;
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn generate_key() -> SigningKeyEntry {

@@ -34,6 +34,7 @@ pub struct Upstream {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -60,7 +61,7 @@ pub async fn start() -> Upstream {
         .layer(DefaultBodyLimit::disable())
         .with_state(shared.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.await;
@@ -72,6 +73,7 @@ pub async fn start() -> Upstream {
         addr,
         shared,
         stop: Mutex::new(Some(stop_tx)),
+        server: Mutex::new(Some(server)),
     }
 }
 
@@ -105,6 +107,22 @@ impl Upstream {
         let sender = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(tx) = sender {
             let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down and waits until the listener is closed and in-flight requests are done
+    /// (at most 5 s, then the server task is aborted): afterwards connections are refused.
+    pub async fn stop(&self) {
+        self.shutdown();
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut server) = server {
+            if tokio::time::timeout(Duration::from_secs(5), &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+                let _ = server.await;
+            }
         }
     }
 }
@@ -237,7 +255,12 @@ async fn echo_body(shared: Arc<Shared>, request: Request) -> Result<Value, Strin
     Ok(seen)
 }
 
-fn summary(parts: &axum::http::request::Parts, headers: &Value, len: u64, hasher: &Sha256) -> Value {
+fn summary(
+    parts: &axum::http::request::Parts,
+    headers: &Value,
+    len: u64,
+    hasher: &Sha256,
+) -> Value {
     json!({
         "method": parts.method.as_str(),
         "path": parts.uri.path(),
@@ -261,9 +284,7 @@ fn headers_json(headers: &HeaderMap) -> Value {
     Value::Array(
         headers
             .iter()
-            .map(|(name, value)| {
-                json!([name.as_str(), String::from_utf8_lossy(value.as_bytes())])
-            })
+            .map(|(name, value)| json!([name.as_str(), String::from_utf8_lossy(value.as_bytes())]))
             .collect(),
     )
 }

@@ -1,0 +1,12 @@
+# The two commands of the README's quick start: `make demo` and `make test`.
+.PHONY: demo test lint unit check-configs
+
+demo:
+	@bash scripts/install-deps build
+	cargo run --example demo
+
+test:
+	@bash scripts/install-deps test
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo test

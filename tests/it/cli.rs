@@ -1,0 +1,155 @@
+//! The command line: `check`, `secret`, `--version`, and start-up with a bad config.
+
+use std::process::Output;
+
+use base64::Engine as _;
+
+use crate::support::harness::command;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = command();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run portcullis")
+}
+
+const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+#[test]
+fn secret_prints_32_random_bytes_in_base64() {
+    let a = run(&["secret"], &[]);
+    let b = run(&["secret"], &[]);
+    assert!(a.status.success());
+    let a = String::from_utf8(a.stdout).unwrap();
+    let b = String::from_utf8(b.stdout).unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(a.trim())
+        .expect("base64");
+    assert_eq!(raw.len(), 32);
+    assert_ne!(a, b);
+}
+
+#[test]
+fn version_and_help() {
+    let v = run(&["--version"], &[]);
+    assert!(v.status.success());
+    assert!(String::from_utf8_lossy(&v.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let h = run(&["--help"], &[]);
+    let help = String::from_utf8_lossy(&h.stdout);
+    for word in ["check", "secret", "run", "--config"] {
+        assert!(help.contains(word), "{word} missing from help:\n{help}");
+    }
+}
+
+/// The example configs shipped in `config/` pass `check` (with their variables set).
+#[test]
+fn shipped_configs_pass_check() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let env = [
+        ("PORTCULLIS_PUBLIC_URL", "https://app.example.com"),
+        ("PORTCULLIS_SESSION_SECRET", SECRET),
+        ("GOOGLE_CLIENT_ID", "id.apps.googleusercontent.com"),
+        ("GOOGLE_CLIENT_SECRET", "gsecret"),
+        ("DEMO_LISTEN", "127.0.0.1:4180"),
+        ("DEMO_PUBLIC_URL", "http://127.0.0.1:4180"),
+        ("DEMO_UPSTREAM_URL", "http://127.0.0.1:8080"),
+        ("DEMO_SESSION_SECRET", SECRET),
+        ("DEMO_GOOGLE_ISSUER", "http://127.0.0.1:9000"),
+    ];
+    for file in ["config/portcullis.toml", "config/demo.toml"] {
+        let path = format!("{root}/{file}");
+        let out = run(&["check", "--config", &path], &env);
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // PORTCULLIS_CONFIG is honoured.
+    let mut env2 = env.to_vec();
+    let path = format!("{root}/config/portcullis.toml");
+    env2.push(("PORTCULLIS_CONFIG", &path));
+    assert!(run(&["check"], &env2).status.success());
+}
+
+const BAD: &str = r#"
+[server]
+listen = "somewhere"
+public_url = "app.example.com"
+threads = 0
+
+[upstream]
+url = "ftp://10.0.0.1"
+connect_timeout = "soon"
+
+[session]
+secret = "c2hvcnQ="
+same_site = "loose"
+cookie_name = "a b"
+
+[headers]
+email = "X User"
+
+[providers.google]
+client_id = "x"
+client_secret = "${NOT_SET_ANYWHERE}"
+issuer = "http://accounts.example.com"
+clientsecret = "typo"
+
+[providers.acme]
+client_id = "y"
+
+[sesion]
+"#;
+
+/// At least ten distinct mistakes, each named by its key, all at once;
+/// `check` and a start-up fail the same way, without a panic or a secret.
+#[test]
+fn bad_config_lists_every_problem_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, BAD).unwrap();
+    let path = path.to_str().unwrap();
+    let check = run(&["check", "--config", path], &[]);
+    assert_eq!(check.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&check.stderr).into_owned();
+    for key in [
+        "server.listen",
+        "server.public_url",
+        "server.threads",
+        "upstream.url",
+        "upstream.connect_timeout",
+        "session.secret",
+        "session.same_site",
+        "session.cookie_name",
+        "headers.email",
+        "providers.google.client_secret",
+        "providers.google.issuer",
+        "providers.google.clientsecret",
+        "providers.acme.kind",
+        "sesion",
+    ] {
+        assert!(
+            stderr.contains(&format!("- {key}: ")),
+            "{key} not reported:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("NOT_SET_ANYWHERE"),
+        "names the missing variable"
+    );
+    assert!(!stderr.contains("panicked"));
+    assert!(!stderr.contains("typo"), "a value was echoed:\n{stderr}");
+
+    for args in [vec!["--config", path], vec!["run", "--config", path]] {
+        let start = run(&args, &[]);
+        assert_eq!(start.status.code(), Some(1), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&start.stderr), stderr, "{args:?}");
+    }
+
+    let missing = run(&["check", "--config", "/nonexistent/portcullis.toml"], &[]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/portcullis.toml"));
+}

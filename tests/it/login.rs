@@ -1,0 +1,368 @@
+//! The sign-in flow end to end through the real binary, against the mock Google.
+
+use reqwest::StatusCode;
+
+use crate::common::{json, location, upstream_header, World};
+use crate::support::harness::Browser;
+use crate::support::mock_google::{IssuerStyle, Tamper, TestUser};
+
+const ALICE_SUB: &str = "110169484474386276334";
+
+#[tokio::test]
+async fn full_login_reaches_the_upstream_with_identity_headers() {
+    let w = World::start("").await;
+    let mut b = Browser::new();
+
+    // An unauthenticated navigation is sent to the picker, keeping the path.
+    let first = b.get(&w.url("/dashboard?tab=2")).await;
+    assert_eq!(first.status(), StatusCode::FOUND);
+    assert_eq!(location(&first), "/oauth2/sign_in?rd=/dashboard%3Ftab%3D2");
+    assert_eq!(
+        w.upstream.hits(),
+        0,
+        "nothing reaches the upstream unauthenticated"
+    );
+
+    let resp = w.sign_in(&mut b, "/dashboard?tab=2").await;
+    assert_eq!(resp.status(), StatusCode::OK, "{:#?}", b.hops());
+    let echo = json(resp).await;
+    assert_eq!(echo["path"], "/dashboard");
+    assert_eq!(echo["query"], "tab=2");
+    assert_eq!(
+        upstream_header(&echo, "x-user").as_deref(),
+        Some(&*format!("google:{ALICE_SUB}"))
+    );
+    assert_eq!(
+        upstream_header(&echo, "x-user-provider").as_deref(),
+        Some("google")
+    );
+    assert_eq!(
+        upstream_header(&echo, "x-user-email").as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        upstream_header(&echo, "x-user-name").as_deref(),
+        Some("Alice Example")
+    );
+    assert!(upstream_header(&echo, "x-user-picture").is_some_and(|p| p.starts_with("https://")));
+    assert_eq!(
+        upstream_header(&echo, "x-user-login"),
+        None,
+        "absent, not empty"
+    );
+
+    // The flow used state, nonce and PKCE S256 with the right scopes.
+    let auth = w.google.last_authorize().expect("authorize request");
+    assert_eq!(auth.param("code_challenge_method"), Some("S256"));
+    assert!(auth.param("nonce").is_some_and(|n| n.len() >= 32));
+    assert!(auth.param("state").is_some_and(|s| s.len() >= 32));
+    assert_eq!(auth.param("scope"), Some("openid email profile"));
+
+    // The session cookie: HttpOnly, SameSite=Lax, Path=/, not Secure on http.
+    let session = b.cookie("_portcullis").expect("session cookie");
+    let raw = session.raw.to_ascii_lowercase();
+    assert!(
+        raw.contains("httponly") && raw.contains("samesite=lax") && raw.contains("path=/"),
+        "{raw}"
+    );
+    assert!(!raw.contains("secure"), "{raw}");
+    // The login-state cookie is gone.
+    assert!(
+        b.cookies()
+            .iter()
+            .all(|c| !c.name.starts_with("_portcullis_login_") || b.cookie(&c.name).is_none()),
+        "login-state cookie not cleared: {:#?}",
+        b.cookies()
+    );
+
+    // /oauth2/userinfo returns the same identity.
+    let info = json(b.get(&w.url("/oauth2/userinfo")).await).await;
+    assert_eq!(info["user"], format!("google:{ALICE_SUB}"));
+    assert_eq!(info["provider"], "google");
+    assert_eq!(info["email"], "alice@example.com");
+    assert_eq!(info["name"], "Alice Example");
+
+    // Sign-out clears it: the next visit goes back to the picker.
+    let out = b.get(&w.url("/oauth2/sign_out")).await;
+    assert_eq!(out.status(), StatusCode::FOUND);
+    assert_eq!(location(&out), "/oauth2/sign_in");
+    assert!(
+        b.cookie("_portcullis").is_none(),
+        "session cookie still set"
+    );
+    let again = b.get(&w.url("/dashboard")).await;
+    assert_eq!(again.status(), StatusCode::FOUND);
+    assert_eq!(
+        b.get(&w.url("/oauth2/userinfo")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn unverified_email_is_not_forwarded() {
+    let w = World::start("").await;
+    w.google.set_auto_approve(Some(TestUser::bob()));
+    let (_, echo) = w.signed_in("/").await;
+    assert_eq!(
+        upstream_header(&echo, "x-user").as_deref(),
+        Some("google:104735893746372625501")
+    );
+    assert_eq!(upstream_header(&echo, "x-user-email"), None);
+    assert_eq!(
+        upstream_header(&echo, "x-user-name").as_deref(),
+        Some("Bob Unverified")
+    );
+}
+
+#[tokio::test]
+async fn google_issuer_without_scheme_is_accepted() {
+    let w = World::start("").await;
+    w.google.set_issuer_style(IssuerStyle::HostOnly);
+    let (_, echo) = w.signed_in("/").await;
+    assert!(upstream_header(&echo, "x-user").is_some());
+}
+
+/// SECURITY.md row 12: every bad ID token is refused; no session results.
+#[tokio::test]
+async fn security_12_bad_id_tokens_are_rejected() {
+    let w = World::start("").await;
+    let cases = [
+        (Tamper::BadSignature, 401),
+        (Tamper::UnknownKid, 401),
+        (Tamper::AlgNone, 401),
+        (Tamper::WrongIssuer, 401),
+        (Tamper::WrongAudience, 401),
+        (Tamper::Expired, 401),
+        (Tamper::WrongNonce, 401),
+        (Tamper::NoNonce, 401),
+        (Tamper::NoIdToken, 502),
+    ];
+    for (tamper, status) in cases {
+        w.google.set_tamper(tamper);
+        let mut b = Browser::new();
+        let authorize = w.start_login(&mut b, "/secret").await;
+        let callback = w.provider_answer(&mut b, &authorize).await;
+        let code = url::Url::parse(&callback)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        let resp = b.get(&callback).await;
+        assert_eq!(resp.status().as_u16(), status, "{tamper:?}");
+        assert!(
+            b.cookie("_portcullis").is_none(),
+            "{tamper:?} gave a session"
+        );
+        let page = resp.text().await.unwrap();
+        assert!(page.contains("Try again"), "{tamper:?}: {page}");
+        assert!(!page.contains(&code), "{tamper:?}: the code is on the page");
+    }
+    assert_eq!(w.upstream.hits(), 0);
+}
+
+#[tokio::test]
+async fn denial_at_the_provider_ends_on_a_clean_error_page() {
+    let w = World::start("").await;
+    w.google.set_deny(true);
+    let mut b = Browser::new();
+    let authorize = w.start_login(&mut b, "/x").await;
+    let callback = w.provider_answer(&mut b, &authorize).await;
+    assert!(callback.contains("error=access_denied"));
+    let resp = b.get(&callback).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store")
+    );
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("cancelled"), "{page}");
+    assert!(
+        page.contains("/oauth2/start/google?rd=/x"),
+        "retry link keeps rd: {page}"
+    );
+    assert!(
+        w.proxy.logs().contains("access_denied"),
+        "the provider's code is logged"
+    );
+}
+
+/// SECURITY.md row 1: the callback's state must belong to this browser.
+#[tokio::test]
+async fn security_01_callback_state_is_bound_to_the_browser() {
+    let w = World::start("").await;
+
+    // No login-state cookie at all.
+    let mut victim = Browser::new();
+    let mut attacker = Browser::new();
+    let authorize = w.start_login(&mut attacker, "/").await;
+    let attacker_callback = w.provider_answer(&mut attacker, &authorize).await;
+    let resp = victim.get(&attacker_callback).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(victim.cookie("_portcullis").is_none());
+
+    // The victim has a login of its own in progress: another flow's state still fails.
+    let _ = w.start_login(&mut victim, "/").await;
+    let resp = victim.get(&attacker_callback).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(victim.cookie("_portcullis").is_none());
+
+    // The state parameter removed or swapped for garbage.
+    let mut stripped = url::Url::parse(&attacker_callback).unwrap();
+    let kept: Vec<(String, String)> = stripped
+        .query_pairs()
+        .filter(|(k, _)| k != "state")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    stripped.query_pairs_mut().clear().extend_pairs(kept);
+    let stripped = stripped.to_string();
+    assert_eq!(
+        attacker.get(&stripped).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // The attacker's own callback still works for the attacker, once.
+    let ok = attacker.get(&attacker_callback).await;
+    assert_eq!(ok.status(), StatusCode::FOUND, "{}", w.proxy.logs());
+    assert!(attacker.cookie("_portcullis").is_some());
+    // ... and a replay is refused (the login state was consumed).
+    assert_eq!(
+        attacker.get(&attacker_callback).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+/// SECURITY.md row 16: logins started in several tabs at once all succeed.
+#[tokio::test]
+async fn security_16_parallel_logins_in_one_browser_all_succeed() {
+    let w = World::start("").await;
+    let mut b = Browser::new();
+    let mut callbacks = Vec::new();
+    for tab in ["/one", "/two", "/three"] {
+        let authorize = w.start_login(&mut b, tab).await;
+        callbacks.push((tab, w.provider_answer(&mut b, &authorize).await));
+    }
+    // Finish them in another order than they started.
+    for (tab, callback) in callbacks.into_iter().rev() {
+        let resp = b.get(&callback).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::FOUND,
+            "tab {tab}: {}",
+            w.proxy.logs()
+        );
+        assert_eq!(location(&resp), tab);
+    }
+    let echo = json(b.get(&w.url("/two")).await).await;
+    assert!(upstream_header(&echo, "x-user").is_some());
+}
+
+#[tokio::test]
+async fn provider_outages_end_on_error_pages_and_recover() {
+    let w = World::start("").await;
+
+    // Discovery down: the button leads to a readable 502, the proxy keeps serving.
+    w.google.fail_discovery(true);
+    let mut b = Browser::new();
+    let resp = b.get(&w.url("/oauth2/start/google?rd=/a")).await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("not reachable"), "{page}");
+    assert_eq!(
+        b.get(&w.url("/oauth2/sign_in")).await.status(),
+        StatusCode::OK
+    );
+
+    // Back up: the next attempt works without a restart.
+    w.google.fail_discovery(false);
+    let authorize = w.start_login(&mut b, "/a").await;
+
+    // Token endpoint failing: 502 page.
+    w.google.fail_token(Some(500));
+    let callback = w.provider_answer(&mut b, &authorize).await;
+    let resp = b.get(&callback).await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    w.google.fail_token(None);
+
+    // And a whole login still works afterwards.
+    let (_, echo) = w.signed_in("/a").await;
+    assert!(upstream_header(&echo, "x-user").is_some());
+}
+
+#[tokio::test]
+async fn wrong_client_secret_ends_on_an_error_page() {
+    let w = World::start("").await;
+    let bad = crate::support::harness::start(|port| {
+        crate::support::harness::google_config(port, &w.upstream.base_url, &w.google, &w.secret, "")
+            .replace(crate::common::CLIENT_SECRET, "not-the-secret")
+    })
+    .await;
+    let mut b = Browser::new();
+    let first = b.get(&bad.url("/oauth2/start/google?rd=/")).await;
+    let callback = w.provider_answer(&mut b, &location(&first)).await;
+    let resp = b.get(&callback).await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("credentials"), "{page}");
+    assert!(!page.contains("not-the-secret"));
+    assert!(bad.logs().contains("invalid_client"));
+    assert!(!bad.logs().contains("not-the-secret"), "secret in logs");
+}
+
+/// SECURITY.md row 13: no code, token, state, cookie or secret in any log line.
+#[tokio::test]
+async fn security_13_no_secrets_in_logs() {
+    let w = World::start("").await;
+    let mut b = Browser::new();
+    let authorize = w.start_login(&mut b, "/").await;
+    let callback = w.provider_answer(&mut b, &authorize).await;
+    let resp = b.get(&callback).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let session = b.cookie("_portcullis").unwrap().value.clone();
+    let params: Vec<(String, String)> = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let logs = w.proxy.logs();
+    assert!(logs.contains("signed in"), "{logs}");
+    for (k, v) in &params {
+        if k == "code" || k == "state" {
+            assert!(!logs.contains(v.as_str()), "{k} in logs");
+        }
+    }
+    assert!(!logs.contains(&session), "session cookie in logs");
+    assert!(!logs.contains(&w.secret), "session secret in logs");
+    assert!(
+        !logs.contains(crate::common::CLIENT_SECRET),
+        "client secret in logs"
+    );
+}
+
+#[tokio::test]
+async fn picker_lists_the_provider_and_keeps_rd() {
+    let w = World::start("").await;
+    let mut b = Browser::new();
+    let resp = b
+        .get(&w.url("/oauth2/sign_in?rd=%2Freports%3Fy%3D2024"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let csp = resp
+        .headers()
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("Continue with Google"), "{html}");
+    let link = crate::common::picker_link(&html, "google");
+    assert_eq!(link, "/oauth2/start/google?rd=/reports%3Fy%3D2024");
+    assert_eq!(
+        b.get(&w.url("/oauth2/start/nope")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}

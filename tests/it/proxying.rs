@@ -1,0 +1,152 @@
+//! What passes through: methods, bodies, status codes, chunked responses,
+//! WebSocket upgrades, forwarding headers, and an upstream that is down.
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use reqwest::StatusCode;
+use sha2::{Digest as _, Sha256};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::{json, upstream_header, World};
+use crate::support::harness::{self, Browser};
+
+fn cookie_header(b: &Browser, url: &str) -> String {
+    b.cookie_header(&url::Url::parse(url).unwrap())
+        .expect("session cookie")
+}
+
+#[tokio::test]
+async fn bodies_statuses_and_chunked_responses_pass_through() {
+    let w = World::start("").await;
+    let (b, _) = w.signed_in("/").await;
+    let cookies = cookie_header(&b, &w.url("/"));
+    let client = harness::client();
+
+    // A body of several MB streams through unchanged.
+    let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let digest = hex(&Sha256::digest(&body));
+    let resp = client
+        .put(w.url("/upload?name=big.bin"))
+        .header("cookie", &cookies)
+        .header("accept", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echo = json(resp).await;
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["query"], "name=big.bin");
+    assert_eq!(echo["body_len"], body.len());
+    assert_eq!(echo["body_sha256"], digest);
+
+    // Status codes are the upstream's.
+    let resp = client
+        .get(w.url("/status/418"))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 418);
+
+    // A chunked response arrives whole.
+    let resp = client
+        .get(w.url("/chunked"))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(text.len() > 10, "{text}");
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_set() {
+    let w = World::start("").await;
+    let (_, echo) = w.signed_in("/fwd").await;
+    assert_eq!(
+        upstream_header(&echo, "x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        upstream_header(&echo, "x-forwarded-proto").as_deref(),
+        Some("http")
+    );
+    let host = w.url("").trim_start_matches("http://").to_owned();
+    assert_eq!(
+        upstream_header(&echo, "x-forwarded-host").as_deref(),
+        Some(host.as_str())
+    );
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passes_with_a_session_and_not_without() {
+    let w = World::start("").await;
+    let (b, _) = w.signed_in("/").await;
+    let ws_url = w.url("/ws").replacen("http://", "ws://", 1);
+
+    let mut req = ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("cookie", cookie_header(&b, &w.url("/ws")).parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade");
+    assert_eq!(resp.status().as_u16(), 101);
+    ws.send(Message::Text("hello through portcullis".into()))
+        .await
+        .unwrap();
+    let reply = ws.next().await.expect("a reply").expect("a message");
+    assert_eq!(
+        reply.into_text().unwrap().as_str(),
+        "hello through portcullis"
+    );
+    ws.close(None).await.ok();
+    let upgrade = w
+        .upstream
+        .requests()
+        .into_iter()
+        .find(|r| r["path"] == "/ws")
+        .expect("upstream saw the upgrade");
+    assert!(upstream_header(&upgrade, "x-user").is_some());
+
+    // Without a session the upgrade is refused before it reaches the upstream.
+    let before = w.upstream.hits();
+    let err = tokio_tungstenite::connect_async(ws_url.as_str()).await;
+    assert!(err.is_err(), "upgrade without a session succeeded");
+    assert_eq!(w.upstream.hits(), before);
+}
+
+#[tokio::test]
+async fn upstream_down_gives_a_502_page_and_the_proxy_keeps_serving() {
+    let w = World::start("").await;
+    let (b, _) = w.signed_in("/").await;
+    w.upstream.shutdown();
+    // A port nobody listens on: point a second proxy at it.
+    let dead = format!("http://127.0.0.1:{}", harness::free_port());
+    let p =
+        harness::start(|port| harness::google_config(port, &dead, &w.google, &w.secret, "")).await;
+    let cookies = cookie_header(&b, &w.url("/"));
+    let resp = harness::client()
+        .get(p.url("/page"))
+        .header("cookie", &cookies)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(resp.headers().get("cache-control").unwrap(), "no-store");
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("not responding"), "{page}");
+    // Still serving its own pages.
+    let picker = harness::client()
+        .get(p.url("/oauth2/sign_in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(picker.status(), StatusCode::OK);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
