@@ -99,7 +99,8 @@ struct Discovered {
     keys: JsonWebKeySet<CoreJsonWebKey>,
     pkce: bool,
     fetched: Instant,
-    keys_fetched: Instant,
+    /// When an unknown `kid` last made us refetch the keys (None: never).
+    keys_refetched: Option<Instant>,
 }
 
 pub struct OidcProvider {
@@ -214,14 +215,13 @@ impl OidcProvider {
             } else {
                 AuthType::RequestBody
             });
-        let now = Instant::now();
         let d = Arc::new(Discovered {
             client,
             jwks_uri: metadata.jwks_uri().clone(),
             keys: metadata.jwks().clone(),
             pkce,
-            fetched: now,
-            keys_fetched: now,
+            fetched: Instant::now(),
+            keys_refetched: None,
         });
         *self.cache.write().await = Some(d.clone());
         tracing::info!(provider = %self.id, issuer = %self.issuer, "discovered OpenID provider");
@@ -246,7 +246,10 @@ impl OidcProvider {
             // Someone else refreshed meanwhile.
             return Some(current);
         }
-        if current.keys_fetched.elapsed() < JWKS_REFETCH_MIN_INTERVAL {
+        if current
+            .keys_refetched
+            .is_some_and(|t| t.elapsed() < JWKS_REFETCH_MIN_INTERVAL)
+        {
             return None;
         }
         match JsonWebKeySet::fetch_async(&current.jwks_uri, &self.http).await {
@@ -257,7 +260,7 @@ impl OidcProvider {
                     keys,
                     pkce: current.pkce,
                     fetched: current.fetched,
-                    keys_fetched: Instant::now(),
+                    keys_refetched: Some(Instant::now()),
                 });
                 *self.cache.write().await = Some(d.clone());
                 tracing::info!(provider = %self.id, "refetched signing keys");

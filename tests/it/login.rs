@@ -366,3 +366,86 @@ async fn picker_lists_the_provider_and_keeps_rd() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn rotated_signing_keys_are_picked_up_without_a_refetch_storm() {
+    let w = World::start("").await;
+    let _ = w.signed_in("/").await;
+    let fetches = w.google.jwks_hits();
+
+    // The provider rotates its key: the next login refetches the JWKS once.
+    w.google.rotate_key(false).await;
+    let _ = w.signed_in("/").await;
+    assert_eq!(w.google.jwks_hits(), fetches + 1);
+
+    // Tokens naming unknown keys within the minute do not refetch again.
+    for _ in 0..3 {
+        w.google.set_tamper(Tamper::UnknownKid);
+        let mut b = Browser::new();
+        let authorize = w.start_login(&mut b, "/").await;
+        let callback = w.provider_answer(&mut b, &authorize).await;
+        assert_eq!(b.get(&callback).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(w.google.jwks_hits(), fetches + 1, "refetch storm");
+}
+
+/// RFC 9207: Google has started to add `iss` to the authorization response.
+#[tokio::test]
+async fn callback_iss_parameter_is_accepted_when_right_and_refused_when_wrong() {
+    let w = World::start("").await;
+    w.google.set_authorization_iss(true);
+    let (_, echo) = w.signed_in("/").await;
+    assert!(upstream_header(&echo, "x-user").is_some());
+
+    let mut b = Browser::new();
+    let authorize = w.start_login(&mut b, "/").await;
+    let callback = w.provider_answer(&mut b, &authorize).await;
+    assert!(callback.contains("iss="), "{callback}");
+    let mut forged = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "iss" { "https://evil.example".to_owned() } else { v.into_owned() };
+            (k.into_owned(), v)
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    let resp = b.get(forged.as_str()).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(b.cookie("_portcullis").is_none());
+}
+
+#[tokio::test]
+async fn a_user_outside_the_allow_list_gets_the_403_page_and_no_session() {
+    let w = World::start("[access]\nallowed_email_domains = [\"example.com\"]\n").await;
+    let (_, echo) = w.signed_in("/").await;
+    assert_eq!(upstream_header(&echo, "x-user-email").as_deref(), Some("alice@example.com"));
+
+    w.google.set_auto_approve(Some(TestUser::bob()));
+    let mut b = Browser::new();
+    let resp = w.sign_in(&mut b, "/").await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(b.cookie("_portcullis").is_none(), "no session for a user who may not pass");
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("Bob Unverified") || page.contains("google:"), "{page}");
+    assert!(page.contains("action=\"/oauth2/sign_out"), "{page}");
+}
+
+#[tokio::test]
+async fn sign_out_by_post_and_rd() {
+    let w = World::start("").await;
+    let (mut b, _) = w.signed_in("/").await;
+    let resp = b.post_form(&w.url("/oauth2/sign_out?rd=%2Fbye"), &[]).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/bye");
+    assert!(b.cookie("_portcullis").is_none());
+    // HEAD and other methods on our pages.
+    let head = b
+        .send(b.request(reqwest::Method::HEAD, &w.url("/oauth2/sign_in")))
+        .await;
+    assert_eq!(head.status(), StatusCode::OK);
+    let put = b
+        .send(b.request(reqwest::Method::PUT, &w.url("/oauth2/sign_in")))
+        .await;
+    assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
