@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         }
     };
 
-    portcullis::telemetry::init();
+    let _logs = portcullis::telemetry::init();
     println!();
     println!("  Portcullis demo is running.");
     println!();

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            portcullis::telemetry::init();
+            let _logs = portcullis::telemetry::init();
             match portcullis::server::run(settings) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -37,7 +37,8 @@ pub fn resolve_upstream(host: &str, port: u16) -> Result<SocketAddr, StartError>
     })
 }
 
-/// Runs until SIGTERM/SIGINT. Must be called outside any tokio runtime.
+/// Runs until SIGTERM/SIGINT (then returns, so that logs are flushed).
+/// Must be called outside any tokio runtime.
 pub fn run(settings: Settings) -> Result<(), StartError> {
     let upstream = resolve_upstream(&settings.upstream.host, settings.upstream.port)?;
     let http = providers::http_client().map_err(StartError::HttpClient)?;
@@ -82,5 +83,6 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
         "portcullis {} starting",
         env!("CARGO_PKG_VERSION")
     );
-    server.run_forever()
+    server.run(pingora::server::RunArgs::default());
+    Ok(())
 }

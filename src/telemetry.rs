@@ -6,12 +6,20 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
+/// Keeps the background log writer alive; dropping it flushes.
+pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+
+/// Sets up logging. Lines are written by a background thread, so a slow
+/// stderr never blocks a request; keep the guard for the life of the process.
+pub fn init() -> LogGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("PORTCULLIS_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(true);
     // A second init (tests) is harmless: the first subscriber stays.
     let _ = if json {
@@ -21,4 +29,5 @@ pub fn init() {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init()
     };
+    LogGuard(guard)
 }

@@ -405,7 +405,11 @@ async fn callback_iss_parameter_is_accepted_when_right_and_refused_when_wrong() 
     let pairs: Vec<(String, String)> = forged
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == "iss" { "https://evil.example".to_owned() } else { v.into_owned() };
+            let v = if k == "iss" {
+                "https://evil.example".to_owned()
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();
@@ -419,15 +423,24 @@ async fn callback_iss_parameter_is_accepted_when_right_and_refused_when_wrong() 
 async fn a_user_outside_the_allow_list_gets_the_403_page_and_no_session() {
     let w = World::start("[access]\nallowed_email_domains = [\"example.com\"]\n").await;
     let (_, echo) = w.signed_in("/").await;
-    assert_eq!(upstream_header(&echo, "x-user-email").as_deref(), Some("alice@example.com"));
+    assert_eq!(
+        upstream_header(&echo, "x-user-email").as_deref(),
+        Some("alice@example.com")
+    );
 
     w.google.set_auto_approve(Some(TestUser::bob()));
     let mut b = Browser::new();
     let resp = w.sign_in(&mut b, "/").await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    assert!(b.cookie("_portcullis").is_none(), "no session for a user who may not pass");
+    assert!(
+        b.cookie("_portcullis").is_none(),
+        "no session for a user who may not pass"
+    );
     let page = resp.text().await.unwrap();
-    assert!(page.contains("Bob Unverified") || page.contains("google:"), "{page}");
+    assert!(
+        page.contains("Bob Unverified") || page.contains("google:"),
+        "{page}"
+    );
     assert!(page.contains("action=\"/oauth2/sign_out"), "{page}");
 }
 
