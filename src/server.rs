@@ -3,8 +3,10 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
 
 use crate::config::Settings;
 use crate::providers::{self, Providers};
@@ -65,7 +67,7 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
 
     let mut service = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Portcullis(app),
+        Portcullis(app.clone()),
         "portcullis",
     );
     match tls {
@@ -75,6 +77,7 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
         None => service.add_tcp(&listen.to_string()),
     }
     server.add_service(service);
+    server.add_service(background_service("provider warm-up", WarmUp(app)));
     tracing::info!(
         %listen,
         %public_url,
@@ -85,4 +88,14 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     );
     server.run(pingora::server::RunArgs::default());
     Ok(())
+}
+
+/// Fetches every provider's discovery document at start-up, off the request path.
+struct WarmUp(Arc<App>);
+
+#[async_trait]
+impl BackgroundService for WarmUp {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        providers::warm_up_all(self.0.providers(), shutdown).await;
+    }
 }

@@ -133,6 +133,11 @@ pub trait Provider: Send + Sync {
     fn id(&self) -> &str;
     fn display_name(&self) -> &str;
     fn logo(&self) -> Logo;
+    /// Fetches what the provider needs before its first sign-in (discovery,
+    /// keys). Called at start-up, with retries, off the request path.
+    async fn warm_up(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
     /// The URL to send the browser to. May record provider data in `login`
     /// (it is sealed into the login-state cookie).
     async fn start(&self, login: &mut LoginState) -> Result<url::Url, ProviderError>;
@@ -175,6 +180,34 @@ impl Providers {
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
         self.list.iter()
+    }
+}
+
+/// Warms every provider up at start-up, each with its own retry loop and
+/// exponential back-off (1 s doubling to 60 s), until it succeeds or the
+/// server shuts down. Sign-ins do not wait for this: a provider that is still
+/// down answers its button with a "provider unavailable" page.
+pub async fn warm_up_all(providers: &Providers, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in providers.iter() {
+        let p = p.clone();
+        tasks.spawn(async move {
+            let mut delay = Duration::from_secs(1);
+            loop {
+                match p.warm_up().await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(provider = p.id(), error = %e, retry_in = ?delay, "provider not ready");
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+        });
+    }
+    tokio::select! {
+        _ = async { while tasks.join_next().await.is_some() {} } => {}
+        _ = shutdown.changed() => tasks.abort_all(),
     }
 }
 

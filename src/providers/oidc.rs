@@ -22,7 +22,7 @@ use openidconnect::core::{
     CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
     CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
-use openidconnect::{AdditionalProviderMetadata, IssuerUrl, JsonWebKeySet, ProviderMetadata};
+use openidconnect::{AdditionalProviderMetadata, JsonWebKeySet, ProviderMetadata};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
 
@@ -39,6 +39,12 @@ const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 const GOOGLE_BARE_ISSUER: &str = "accounts.google.com";
 /// Leeway for `exp` and `iat` (clock skew between us and the provider).
 const CLOCK_LEEWAY_SECS: u64 = 60;
+/// Keys whose JWKS response had no max-age are re-read after this long.
+const DEFAULT_KEYS_TTL: Duration = Duration::from_secs(3600);
+/// ... and never more often than this, whatever max-age says.
+const MIN_KEYS_TTL: Duration = Duration::from_secs(60);
+/// Discovery and JWKS documents larger than this are refused.
+const MAX_DOCUMENT: u64 = 512 * 1024;
 /// Discovery documents are re-read after this long.
 const METADATA_TTL: Duration = Duration::from_secs(24 * 3600);
 /// An unknown `kid` refetches the JWKS at most this often (forged tokens must
@@ -92,15 +98,36 @@ type Client = oauth2::Client<
     EndpointSet,
 >;
 
-/// What discovery told us, with the client built from it.
+/// What discovery told us, with the client built from it and the keys.
 struct Discovered {
     client: Client,
-    jwks_uri: openidconnect::JsonWebKeySetUrl,
+    jwks_uri: url::Url,
     keys: JsonWebKeySet<CoreJsonWebKey>,
     pkce: bool,
     fetched: Instant,
+    /// When the keys go stale (the JWKS response's Cache-Control max-age).
+    keys_expire: Instant,
     /// When an unknown `kid` last made us refetch the keys (None: never).
     keys_refetched: Option<Instant>,
+}
+
+impl Discovered {
+    fn with_keys(&self, keys: Keys, refetched: Option<Instant>) -> Self {
+        Discovered {
+            client: self.client.clone(),
+            jwks_uri: self.jwks_uri.clone(),
+            keys: keys.set,
+            pkce: self.pkce,
+            fetched: self.fetched,
+            keys_expire: keys.expire,
+            keys_refetched: refetched.or(self.keys_refetched),
+        }
+    }
+}
+
+struct Keys {
+    set: JsonWebKeySet<CoreJsonWebKey>,
+    expire: Instant,
 }
 
 pub struct OidcProvider {
@@ -179,14 +206,9 @@ impl OidcProvider {
         if let Some(d) = self.fresh().await {
             return Ok(d);
         }
-        let issuer = IssuerUrl::new(self.issuer.clone()).map_err(|_| ProviderError::Protocol {
-            reason: "invalid issuer URL".into(),
-        })?;
-        let metadata = Metadata::discover_async(issuer, &self.http)
-            .await
-            .map_err(|e| ProviderError::Unavailable {
-                context: format!("discovery at {} failed: {}", self.issuer, error_chain(&e)),
-            })?;
+        let metadata = self.fetch_metadata().await?;
+        let jwks_uri = metadata.jwks_uri().url().clone();
+        let keys = self.fetch_keys(&jwks_uri).await?;
         let token_url = metadata
             .token_endpoint()
             .map(|t| TokenUrl::from_url(t.url().clone()))
@@ -217,10 +239,11 @@ impl OidcProvider {
             });
         let d = Arc::new(Discovered {
             client,
-            jwks_uri: metadata.jwks_uri().clone(),
-            keys: metadata.jwks().clone(),
+            jwks_uri,
+            keys: keys.set,
             pkce,
             fetched: Instant::now(),
+            keys_expire: keys.expire,
             keys_refetched: None,
         });
         *self.cache.write().await = Some(d.clone());
@@ -235,6 +258,109 @@ impl OidcProvider {
             .as_ref()
             .filter(|d| d.fetched.elapsed() < METADATA_TTL)
             .cloned()
+    }
+
+    /// The discovery document, checked to name the configured issuer
+    /// (OpenID Connect Discovery 1.0 §4.3).
+    async fn fetch_metadata(&self) -> Result<Metadata, ProviderError> {
+        let base = self.issuer.trim_end_matches('/');
+        let url = format!("{base}/.well-known/openid-configuration");
+        let body = self.get_json(&url, "discovery").await?.0;
+        let metadata: Metadata =
+            serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
+                reason: format!("discovery document at {url} is not valid: {e}"),
+            })?;
+        if metadata.issuer().as_str() != self.issuer {
+            return Err(ProviderError::Protocol {
+                reason: format!(
+                    "discovery document names issuer {:?}, not the configured {:?}",
+                    metadata.issuer().as_str(),
+                    self.issuer
+                ),
+            });
+        }
+        Ok(metadata)
+    }
+
+    /// The signing keys, with their freshness from Cache-Control.
+    async fn fetch_keys(&self, jwks_uri: &url::Url) -> Result<Keys, ProviderError> {
+        let (body, max_age) = self.get_json(jwks_uri.as_str(), "signing keys").await?;
+        let set: JsonWebKeySet<CoreJsonWebKey> =
+            serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
+                reason: format!("JWKS at {jwks_uri} is not valid: {e}"),
+            })?;
+        let ttl = max_age
+            .unwrap_or(DEFAULT_KEYS_TTL)
+            .clamp(MIN_KEYS_TTL, METADATA_TTL);
+        Ok(Keys {
+            set,
+            expire: Instant::now() + ttl,
+        })
+    }
+
+    /// GETs a JSON document; returns the body and the Cache-Control max-age.
+    async fn get_json(
+        &self,
+        url: &str,
+        what: &str,
+    ) -> Result<(bytes::Bytes, Option<Duration>), ProviderError> {
+        let unavailable = |detail: String| ProviderError::Unavailable {
+            context: format!("{what} at {url}: {detail}"),
+        };
+        let resp = self
+            .http
+            .get(url)
+            .header(http::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| unavailable(error_chain(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(unavailable(format!("HTTP {status}")));
+        }
+        let max_age = resp
+            .headers()
+            .get_all(http::header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(max_age);
+        if resp.content_length().is_some_and(|n| n > MAX_DOCUMENT) {
+            return Err(unavailable("document too large".into()));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| unavailable(error_chain(&e)))?;
+        if body.len() as u64 > MAX_DOCUMENT {
+            return Err(unavailable("document too large".into()));
+        }
+        Ok((body, max_age))
+    }
+
+    /// Keys past their max-age are refreshed (at sign-in time, never on the
+    /// request path); when that fails, the stale keys are still used.
+    async fn current_keys(&self, d: Arc<Discovered>) -> Arc<Discovered> {
+        if Instant::now() < d.keys_expire {
+            return d;
+        }
+        let _guard = self.refresh.lock().await;
+        let Some(current) = self.cache.read().await.clone() else {
+            return d;
+        };
+        if Instant::now() < current.keys_expire {
+            return current;
+        }
+        match self.fetch_keys(&current.jwks_uri).await {
+            Ok(keys) => {
+                let fresh = Arc::new(current.with_keys(keys, None));
+                *self.cache.write().await = Some(fresh.clone());
+                fresh
+            }
+            Err(e) => {
+                tracing::warn!(provider = %self.id, error = %e, "signing keys are stale and could not be refreshed");
+                current
+            }
+        }
     }
 
     /// Refetches the JWKS after a token named a key we do not know, unless
@@ -252,22 +378,22 @@ impl OidcProvider {
         {
             return None;
         }
-        match JsonWebKeySet::fetch_async(&current.jwks_uri, &self.http).await {
+        match self.fetch_keys(&current.jwks_uri).await {
             Ok(keys) => {
-                let d = Arc::new(Discovered {
-                    client: current.client.clone(),
-                    jwks_uri: current.jwks_uri.clone(),
-                    keys,
-                    pkce: current.pkce,
-                    fetched: current.fetched,
-                    keys_refetched: Some(Instant::now()),
-                });
+                let d = Arc::new(current.with_keys(keys, Some(Instant::now())));
                 *self.cache.write().await = Some(d.clone());
-                tracing::info!(provider = %self.id, "refetched signing keys");
+                tracing::info!(provider = %self.id, "refetched signing keys for an unknown key id");
                 Some(d)
             }
             Err(e) => {
-                tracing::warn!(provider = %self.id, error = %error_chain(&e), "signing key refetch failed");
+                tracing::warn!(provider = %self.id, error = %e, "signing key refetch failed");
+                // Do not retry on every forged token either.
+                let same = Keys {
+                    set: current.keys.clone(),
+                    expire: current.keys_expire,
+                };
+                *self.cache.write().await =
+                    Some(Arc::new(current.with_keys(same, Some(Instant::now()))));
                 None
             }
         }
@@ -313,6 +439,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// `max-age=N` of a Cache-Control value (`no-store`/`no-cache` count as 0).
+fn max_age(value: &str) -> Option<Duration> {
+    value.split(',').map(str::trim).find_map(|d| {
+        if d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("no-cache") {
+            return Some(Duration::ZERO);
+        }
+        let (k, v) = d.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("max-age") {
+            return None;
+        }
+        v.trim()
+            .trim_matches('"')
+            .parse()
+            .ok()
+            .map(Duration::from_secs)
+    })
+}
+
 /// Provider error codes are logged and shown: keep them to a short token.
 fn error_code(raw: &str) -> String {
     raw.chars()
@@ -337,6 +481,10 @@ impl Provider for OidcProvider {
         } else {
             Logo::OpenId
         }
+    }
+
+    async fn warm_up(&self) -> Result<(), ProviderError> {
+        self.discovered().await.map(|_| ())
     }
 
     async fn start(&self, login: &mut LoginState) -> Result<url::Url, ProviderError> {
@@ -378,7 +526,7 @@ impl Provider for OidcProvider {
             .get("code")
             .filter(|c| !c.is_empty())
             .ok_or(ProviderError::MissingCode)?;
-        let d = self.discovered().await?;
+        let d = self.current_keys(self.discovered().await?).await;
         let mut req = d
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()));
@@ -457,6 +605,18 @@ mod tests {
             reqwest::Client::new(),
             google,
         )
+    }
+
+    #[test]
+    fn cache_control_max_age() {
+        assert_eq!(
+            max_age("public, max-age=21600, must-revalidate"),
+            Some(Duration::from_secs(21600))
+        );
+        assert_eq!(max_age("MAX-AGE=\"60\""), Some(Duration::from_secs(60)));
+        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("public"), None);
+        assert_eq!(max_age("max-age=abc"), None);
     }
 
     #[test]

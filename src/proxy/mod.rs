@@ -82,6 +82,10 @@ impl App {
         }
     }
 
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
     fn cookie_name(&self) -> &str {
         &self.settings.session.cookie_name
     }

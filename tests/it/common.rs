@@ -21,8 +21,14 @@ pub struct World {
 impl World {
     /// Google auto-approves Alice; `extra` is appended to the config.
     pub async fn start(extra: &str) -> World {
+        Self::start_prepared(extra, |_| {}).await
+    }
+
+    /// As `start`, with the mock prepared before Portcullis starts.
+    pub async fn start_prepared(extra: &str, prepare: impl FnOnce(&MockGoogle)) -> World {
         let google = mock_google::start(CLIENT_ID, CLIENT_SECRET).await;
         google.set_auto_approve(Some(TestUser::alice()));
+        prepare(&google);
         let upstream = upstream::start().await;
         let secret = harness::session_secret();
         let proxy = harness::start(|port| {

@@ -183,10 +183,8 @@ async fn denial_at_the_provider_ends_on_a_clean_error_page() {
         page.contains("/oauth2/start/google?rd=/x"),
         "retry link keeps rd: {page}"
     );
-    assert!(
-        w.proxy.logs().contains("access_denied"),
-        "the provider's code is logged"
-    );
+    // The provider's code is logged.
+    w.proxy.wait_for_log("access_denied").await;
 }
 
 /// SECURITY.md row 1: the callback's state must belong to this browser.
@@ -261,10 +259,9 @@ async fn security_16_parallel_logins_in_one_browser_all_succeed() {
 
 #[tokio::test]
 async fn provider_outages_end_on_error_pages_and_recover() {
-    let w = World::start("").await;
-
-    // Discovery down: the button leads to a readable 502, the proxy keeps serving.
-    w.google.fail_discovery(true);
+    // Discovery down from the start: the button leads to a readable 502,
+    // the proxy keeps serving.
+    let w = World::start_prepared("", |g| g.fail_discovery(true)).await;
     let mut b = Browser::new();
     let resp = b.get(&w.url("/oauth2/start/google?rd=/a")).await;
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
@@ -307,8 +304,9 @@ async fn wrong_client_secret_ends_on_an_error_page() {
     let page = resp.text().await.unwrap();
     assert!(page.contains("credentials"), "{page}");
     assert!(!page.contains("not-the-secret"));
-    assert!(bad.logs().contains("invalid_client"));
-    assert!(!bad.logs().contains("not-the-secret"), "secret in logs");
+    let logs = bad.wait_for_log("path=/oauth2/callback/google").await;
+    assert!(logs.contains("invalid_client"), "{logs}");
+    assert!(!logs.contains("not-the-secret"), "secret in logs");
 }
 
 /// SECURITY.md row 13: no code, token, state, cookie or secret in any log line.
@@ -326,7 +324,7 @@ async fn security_13_no_secrets_in_logs() {
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let logs = w.proxy.logs();
+    let logs = w.proxy.wait_for_log("path=/oauth2/callback/google").await;
     assert!(logs.contains("signed in"), "{logs}");
     for (k, v) in &params {
         if k == "code" || k == "state" {
@@ -461,4 +459,29 @@ async fn sign_out_by_post_and_rd() {
         .send(b.request(reqwest::Method::PUT, &w.url("/oauth2/sign_in")))
         .await;
     assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn discovery_runs_at_start_up_and_is_retried_until_the_provider_is_up() {
+    // Up at start: discovered before anyone signs in.
+    let w = World::start("").await;
+    w.proxy.wait_for_log("discovered OpenID provider").await;
+    assert!(w.google.discovery_hits() >= 1);
+
+    // Down at start: the proxy serves anyway and keeps retrying in the background.
+    w.google.fail_discovery(true);
+    let p = crate::support::harness::start(|port| {
+        crate::support::harness::google_config(port, &w.upstream.base_url, &w.google, &w.secret, "")
+    })
+    .await;
+    p.wait_for_log("provider not ready").await;
+    let picker = crate::support::harness::client()
+        .get(p.url("/oauth2/sign_in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(picker.status(), StatusCode::OK);
+    w.google.fail_discovery(false);
+    let logs = p.wait_for_log("discovered OpenID provider").await;
+    assert!(logs.contains("retry_in"), "{logs}");
 }

@@ -100,6 +100,24 @@ impl Portcullis {
         read_lossy(&self.stderr_path)
     }
 
+    /// Waits (polling, 5 s at most) until the logs contain `needle`, and
+    /// returns them; panics with the logs if it never appears. Logs are
+    /// written by a background thread, so a line may trail its response.
+    pub async fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut ticks = tokio::time::interval(POLL_EVERY);
+        loop {
+            ticks.tick().await;
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{needle:?} never appeared in the logs:\n{logs}");
+            }
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

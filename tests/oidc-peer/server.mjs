@@ -1,0 +1,153 @@
+// A real OpenID Connect provider for Portcullis's integration tests: panva's
+// oidc-provider (OpenID Certified) on plain HTTP on 127.0.0.1, TEST USE ONLY.
+//
+//   node server.mjs CONFIG.json [PORT]      (PORT also from $OIDC_PEER_PORT; 0 = any free port)
+//
+// Prints exactly one line `READY http://127.0.0.1:PORT` to stdout once it listens; that URL
+// is the issuer. Everything else (warnings, one line per request, errors) goes to stderr.
+// Exits 0 on SIGTERM/SIGINT.
+//
+// CONFIG.json:
+//   {
+//     "clients":  [{ "client_id", "client_secret", "redirect_uris": [...],
+//                    "token_endpoint_auth_method" }],
+//     "keys_file": "/path/jwks.json",   // private JWKS; created (fresh RS256 key) when missing,
+//                                       // reused when present: delete it to rotate the key
+//     "accounts": [{ "sub", "email", "email_verified", "name", "preferred_username",
+//                    "picture" }],
+//     "conform_id_token_claims": true   // optional, oidc-provider's default (true): email and
+//                                       // profile claims only from userinfo in the code flow
+//   }
+//
+// The built-in development login/consent pages (features.devInteractions) are on: the login
+// name is an account's preferred_username, any password is accepted.
+
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import process from 'node:process';
+
+import Provider from 'oidc-provider';
+
+const [configPath, portArg] = process.argv.slice(2);
+if (!configPath) {
+  console.error('usage: node server.mjs CONFIG.json [PORT]');
+  process.exit(2);
+}
+const config = JSON.parse(readFileSync(configPath, 'utf8'));
+const port = Number(portArg ?? process.env.OIDC_PEER_PORT ?? 0);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error(`oidc-peer: bad port ${portArg ?? process.env.OIDC_PEER_PORT}`);
+  process.exit(2);
+}
+
+// The signing key: kept in keys_file so that a restart keeps it (same kid) and deleting the
+// file rotates it. node:crypto makes the same extractable RSA key as jose's
+// generateKeyPair('RS256', { extractable: true }) without a direct dependency on jose.
+function loadOrCreateJwks(path) {
+  if (existsSync(path)) {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  }
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  // RFC 7638 thumbprint as the kid.
+  const kid = createHash('sha256')
+    .update(JSON.stringify({ e: jwk.e, kty: jwk.kty, n: jwk.n }))
+    .digest('base64url');
+  const jwks = { keys: [{ ...jwk, kid, alg: 'RS256', use: 'sig' }] };
+  writeFileSync(path, `${JSON.stringify(jwks, null, 2)}\n`, { mode: 0o600 });
+  return jwks;
+}
+
+const jwks = loadOrCreateJwks(config.keys_file);
+
+const accounts = new Map((config.accounts ?? []).map((a) => [a.preferred_username, a]));
+
+// features.devInteractions' login form stores the typed login name as the accountId; it is
+// looked up here by preferred_username. The ID token / userinfo `sub` is the account's sub.
+// An unknown login name resolves to undefined ("no such account").
+async function findAccount(_ctx, id) {
+  const account = accounts.get(id);
+  if (!account) {
+    return undefined;
+  }
+  return {
+    accountId: id,
+    async claims(_use, _scope) {
+      const { sub, email, email_verified, name, preferred_username, picture } = account;
+      return { sub, email, email_verified, name, preferred_username, picture };
+    },
+  };
+}
+
+const clients = (config.clients ?? []).map((c) => ({
+  client_id: c.client_id,
+  ...(c.client_secret !== undefined && c.token_endpoint_auth_method !== 'none'
+    ? { client_secret: c.client_secret }
+    : {}),
+  redirect_uris: c.redirect_uris,
+  token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_basic',
+  // grant_types ['authorization_code'], response_types ['code'] and RS256 ID tokens are
+  // oidc-provider's clientDefaults.
+}));
+
+// Listen first, so that port 0 is resolved before the issuer (which names the port) is set.
+const server = createServer();
+server.on('error', (err) => {
+  console.error(`oidc-peer: ${err.message}`);
+  process.exit(1);
+});
+server.listen(port, '127.0.0.1', () => {
+  const issuer = `http://127.0.0.1:${server.address().port}`;
+
+  const provider = new Provider(issuer, {
+    clients,
+    findAccount,
+    jwks,
+    // Scope -> claims (docs/README.md "claims"); these scopes join scopes_supported.
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'preferred_username', 'picture'],
+    },
+    features: {
+      devInteractions: { enabled: true }, // the default; stated because the tests rely on it
+    },
+    // Static cookie signing keys (Keygrip), TEST ONLY: interaction/session cookies get a
+    // `.sig` companion and a forged cookie is refused.
+    cookies: {
+      keys: ['oidc-peer-test-only-cookie-key-1'],
+    },
+    ...(config.conform_id_token_claims === undefined
+      ? {}
+      : { conformIdTokenClaims: Boolean(config.conform_id_token_claims) }),
+    // Left at their defaults: pkce.required (only for token_endpoint_auth_method "none"),
+    // S256 the only code_challenge_method, RFC 9207 `iss` on every authorization response,
+    // ttl (AuthorizationCode 60 s, Interaction 1 h, Session 14 d), in-memory adapter.
+  });
+
+  provider.on('server_error', (_ctx, err) => console.error('oidc-peer: server_error', err));
+  for (const event of ['authorization.error', 'grant.error', 'userinfo.error']) {
+    provider.on(event, (_ctx, err) => {
+      console.error(`oidc-peer: ${event}: ${err.error ?? err.name}: ${err.error_description ?? err.message}`);
+    });
+  }
+
+  // One line per request on stderr (test logs).
+  provider.use(async (ctx, next) => {
+    await next();
+    console.error(`oidc-peer: ${ctx.method} ${ctx.path} -> ${ctx.status}`);
+  });
+
+  server.on('request', provider.callback());
+  process.stdout.write(`READY ${issuer}\n`);
+});
+
+function shutdown(signal) {
+  console.error(`oidc-peer: ${signal}, exiting`);
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
