@@ -3,6 +3,7 @@
 
 pub mod headers;
 mod respond;
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +39,9 @@ pub struct App {
     session_attrs: CookieAttrs,
     login_attrs: CookieAttrs,
     forwarded_proto: HeaderValue,
+    /// Connections for WebSocket tunnels (never pooled: an upgraded
+    /// connection is not reusable).
+    upgrade_connector: pingora::connectors::http::v1::Connector,
 }
 
 impl App {
@@ -78,8 +82,66 @@ impl App {
             session_attrs,
             login_attrs,
             forwarded_proto,
+            upgrade_connector: pingora::connectors::http::v1::Connector::new(None),
             settings,
         }
+    }
+
+    /// The upstream as a pingora peer, with our timeouts.
+    fn peer(&self) -> HttpPeer {
+        let up = &self.settings.upstream;
+        // With rustls an empty SNI disables certificate checks: always name the host.
+        let sni = if up.tls {
+            up.host.clone()
+        } else {
+            String::new()
+        };
+        let mut peer = HttpPeer::new(self.upstream, up.tls, sni);
+        peer.options.connection_timeout = Some(up.connect_timeout);
+        peer.options.total_connection_timeout = Some(up.connect_timeout + Duration::from_secs(5));
+        peer.options.read_timeout = Some(up.read_timeout);
+        peer.options.write_timeout = Some(up.read_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        peer
+    }
+
+    /// Strips forged identity headers, adds the identity (if any) and the
+    /// X-Forwarded-* headers.
+    fn prepare_upstream_request(
+        &self,
+        session: &Session,
+        upstream_request: &mut RequestHeader,
+        identity: Option<&Identity>,
+    ) -> Result<()> {
+        self.identity_headers.strip(upstream_request);
+        if let Some(id) = identity {
+            self.identity_headers.inject(upstream_request, id)?;
+        }
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            let ip = addr.ip().to_string();
+            let xff = match upstream_request.headers.get("x-forwarded-for") {
+                Some(prev) => {
+                    let prev = String::from_utf8_lossy(prev.as_bytes()).into_owned();
+                    format!("{prev}, {ip}")
+                }
+                None => ip,
+            };
+            upstream_request.insert_header("x-forwarded-for", xff)?;
+        }
+        upstream_request.insert_header("x-forwarded-proto", self.forwarded_proto.clone())?;
+        let req = session.req_header();
+        let host = req.headers.get(http::header::HOST).cloned().or_else(|| {
+            req.uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        match host {
+            Some(h) => upstream_request.insert_header("x-forwarded-host", h)?,
+            None => {
+                upstream_request.remove_header("x-forwarded-host");
+            }
+        }
+        Ok(())
     }
 
     pub fn providers(&self) -> &Providers {
@@ -153,6 +215,12 @@ impl ProxyHttp for Portcullis {
         match app.read_session(session.req_header()) {
             Some(id) if policy::allowed(&app.settings.access, &id) => {
                 ctx.identity = Some(id);
+                if session.is_upgrade_req() {
+                    // WebSocket: our own tunnel (see upgrade.rs for why).
+                    ctx.outcome = "upgrade";
+                    upgrade::tunnel(app, session, ctx).await?;
+                    return Ok(true);
+                }
                 Ok(false)
             }
             Some(id) => {
@@ -184,20 +252,7 @@ impl ProxyHttp for Portcullis {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let app = &*self.0;
-        let up = &app.settings.upstream;
-        let sni = if up.tls {
-            up.host.clone()
-        } else {
-            String::new()
-        };
-        let mut peer = HttpPeer::new(app.upstream, up.tls, sni);
-        peer.options.connection_timeout = Some(up.connect_timeout);
-        peer.options.total_connection_timeout = Some(up.connect_timeout + Duration::from_secs(5));
-        peer.options.read_timeout = Some(up.read_timeout);
-        peer.options.write_timeout = Some(up.read_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
-        Ok(Box::new(peer))
+        Ok(Box::new(self.0.peer()))
     }
 
     async fn upstream_request_filter(
@@ -206,42 +261,8 @@ impl ProxyHttp for Portcullis {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let app = &*self.0;
-        app.identity_headers.strip(upstream_request);
-        if let Some(id) = &ctx.identity {
-            app.identity_headers.inject(upstream_request, id)?;
-        }
-        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = addr.ip().to_string();
-            let xff = match upstream_request.headers.get("x-forwarded-for") {
-                Some(prev) => {
-                    let prev = String::from_utf8_lossy(prev.as_bytes()).into_owned();
-                    format!("{prev}, {ip}")
-                }
-                None => ip,
-            };
-            upstream_request.insert_header("x-forwarded-for", xff)?;
-        }
-        upstream_request.insert_header("x-forwarded-proto", app.forwarded_proto.clone())?;
-        let host = session
-            .req_header()
-            .headers
-            .get(http::header::HOST)
-            .cloned()
-            .or_else(|| {
-                session
-                    .req_header()
-                    .uri
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            });
-        match host {
-            Some(h) => upstream_request.insert_header("x-forwarded-host", h)?,
-            None => {
-                upstream_request.remove_header("x-forwarded-host");
-            }
-        }
-        Ok(())
+        self.0
+            .prepare_upstream_request(session, upstream_request, ctx.identity.as_ref())
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {

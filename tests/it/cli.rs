@@ -57,8 +57,25 @@ fn shipped_configs_pass_check() {
         ("DEMO_UPSTREAM_URL", "http://127.0.0.1:8080"),
         ("DEMO_SESSION_SECRET", SECRET),
         ("DEMO_GOOGLE_ISSUER", "http://127.0.0.1:9000"),
+        ("KEYCLOAK_CLIENT_SECRET", "k"),
+        ("AUTH0_CLIENT_ID", "a"),
+        ("AUTH0_CLIENT_SECRET", "a"),
+        ("ENTRA_TENANT_ID", "00000000-0000-0000-0000-000000000000"),
+        ("ENTRA_CLIENT_ID", "e"),
+        ("ENTRA_CLIENT_SECRET", "e"),
     ];
-    for file in ["config/portcullis.toml", "config/demo.toml"] {
+    let mut files = vec![
+        "config/portcullis.toml".to_owned(),
+        "config/demo.toml".to_owned(),
+    ];
+    for entry in std::fs::read_dir(format!("{root}/config/examples")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".toml") {
+            files.push(format!("config/examples/{name}"));
+        }
+    }
+    assert!(files.len() >= 5, "{files:?}");
+    for file in &files {
         let path = format!("{root}/{file}");
         let out = run(&["check", "--config", &path], &env);
         assert!(

@@ -110,6 +110,27 @@ async fn websocket_upgrade_passes_with_a_session_and_not_without() {
         .expect("upstream saw the upgrade");
     assert!(upstream_header(&upgrade, "x-user").is_some());
 
+    // Many at once (pingora#946 tore some of these down right after 101).
+    let cookie = cookie_header(&b, &w.url("/ws"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let mut req = ws_url.as_str().into_client_request().unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        tasks.spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(req)
+                .await
+                .expect("upgrade");
+            let text = format!("message {i}");
+            ws.send(Message::Text(text.clone().into())).await.unwrap();
+            let reply = ws.next().await.expect("a reply").expect("a message");
+            assert_eq!(reply.into_text().unwrap().as_str(), text);
+            ws.close(None).await.ok();
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("a tunnel failed");
+    }
+
     // Without a session the upgrade is refused before it reaches the upstream.
     let before = w.upstream.hits();
     let err = tokio_tungstenite::connect_async(ws_url.as_str()).await;

@@ -20,7 +20,8 @@
 //   }
 //
 // The built-in development login/consent pages (features.devInteractions) are on: the login
-// name is an account's preferred_username, any password is accepted.
+// name is an account's preferred_username, any password is accepted; ID tokens and userinfo
+// carry the account's sub.
 
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -61,23 +62,73 @@ function loadOrCreateJwks(path) {
 
 const jwks = loadOrCreateJwks(config.keys_file);
 
-const accounts = new Map((config.accounts ?? []).map((a) => [a.preferred_username, a]));
+const accounts = config.accounts ?? [];
+const accountsBySub = new Map(accounts.map((a) => [a.sub, a]));
+const accountsByLogin = new Map(accounts.map((a) => [a.preferred_username, a]));
 
-// features.devInteractions' login form stores the typed login name as the accountId; it is
-// looked up here by preferred_username. The ID token / userinfo `sub` is the account's sub.
-// An unknown login name resolves to undefined ("no such account").
-async function findAccount(_ctx, id) {
-  const account = accounts.get(id);
+// oidc-provider makes the accountId the `sub` of ID tokens and userinfo (lib/helpers/
+// account_claims.js), and its dev login form makes the typed login name the accountId. So the
+// login POST is rewritten below (login name -> sub) and accounts are found here by sub.
+async function findAccount(_ctx, sub) {
+  const account = accountsBySub.get(sub);
   if (!account) {
     return undefined;
   }
   return {
-    accountId: id,
+    accountId: account.sub,
+    // Claims without a value (null or missing in the config) are left out.
     async claims(_use, _scope) {
-      const { sub, email, email_verified, name, preferred_username, picture } = account;
-      return { sub, email, email_verified, name, preferred_username, picture };
+      const claims = { sub: account.sub };
+      for (const claim of ['email', 'email_verified', 'name', 'preferred_username', 'picture']) {
+        if (account[claim] !== undefined && account[claim] !== null) {
+          claims[claim] = account[claim];
+        }
+      }
+      return claims;
     },
   };
+}
+
+const BODY_LIMIT = 56 * 1024;
+
+async function readForm(req) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > BODY_LIMIT) {
+      throw new Error('request body too large');
+    }
+    chunks.push(chunk);
+  }
+  return Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
+}
+
+// A pre-middleware (docs/README.md "Pre- and post-middlewares") on the dev login form's POST:
+// the login name is an account's preferred_username; it is replaced by that account's sub
+// before devInteractions reads the body (oidc-provider then uses the already parsed
+// `req.body`, and says so once on stderr). An unknown login name sends the browser back to
+// the same login page, as a real sign-in page does after a wrong login.
+async function loginByUsername(ctx, next) {
+  if (
+    ctx.method === 'POST'
+    && /^\/interaction\/[^/]+$/.test(ctx.path)
+    && ctx.is('application/x-www-form-urlencoded')
+  ) {
+    const body = await readForm(ctx.req);
+    if (body.prompt === 'login') {
+      const account = accountsByLogin.get(body.login);
+      if (!account) {
+        console.error(`oidc-peer: no account with login ${JSON.stringify(body.login)}`);
+        ctx.status = 303;
+        ctx.redirect(ctx.path);
+        return;
+      }
+      body.login = account.sub;
+    }
+    ctx.req.body = body;
+  }
+  await next();
 }
 
 const clients = (config.clients ?? []).map((c) => ({
@@ -135,9 +186,13 @@ server.listen(port, '127.0.0.1', () => {
 
   // One line per request on stderr (test logs).
   provider.use(async (ctx, next) => {
-    await next();
-    console.error(`oidc-peer: ${ctx.method} ${ctx.path} -> ${ctx.status}`);
+    try {
+      await next();
+    } finally {
+      console.error(`oidc-peer: ${ctx.method} ${ctx.path} -> ${ctx.status}`);
+    }
   });
+  provider.use(loginByUsername);
 
   server.on('request', provider.callback());
   process.stdout.write(`READY ${issuer}\n`);
