@@ -55,7 +55,6 @@ fn main() -> ExitCode {
     let (google, upstream) = rt.block_on(async {
         let google = mock_google::start(CLIENT_ID, CLIENT_SECRET).await;
         google.register_redirect_uri(&format!("{public_url}/oauth2/callback/google"));
-        google.add_user(mock_google::TestUser::bob());
         let upstream = start_sample_app().await;
         (google, upstream)
     });
