@@ -4,3 +4,4 @@
 pub mod flow;
 pub mod policy;
 pub mod redirect;
+pub mod skip;

@@ -94,7 +94,7 @@ mod tests {
             allowed_email_domains: domains.iter().map(|s| s.to_string()).collect(),
             allowed_emails: emails.iter().map(|s| s.to_string()).collect(),
             allowed_users: users.iter().map(|s| s.to_string()).collect(),
-            api_paths: None,
+            ..Access::default()
         }
     }
 

@@ -164,6 +164,12 @@ pub struct Access {
     pub allowed_users: Vec<String>,
     /// `access.api_paths`: requests whose path matches get 401 JSON instead of a redirect.
     pub api_paths: Option<RegexSet>,
+    /// `access.skip_auth`: `[METHOD ]regex` rules on the normalised path;
+    /// matching requests pass without a session (and without identity headers).
+    pub skip_auth: Vec<crate::auth::skip::SkipRule>,
+    /// `access.skip_auth_preflight`, default false: let CORS preflight
+    /// requests (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) through.
+    pub skip_auth_preflight: bool,
 }
 
 impl Access {

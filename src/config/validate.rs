@@ -481,13 +481,19 @@ fn access(r: &mut Reader, s: &mut Section) -> Option<Access> {
             ),
         }
     }
-    if s.contains("skip_auth") {
-        let _ = r.strings(s, "skip_auth");
-        r.issue(
-            s.key("skip_auth"),
-            "public routes are not available in this version yet; remove the key",
-        );
+    let skip_key = s.key("skip_auth");
+    for (i, rule) in r
+        .strings(s, "skip_auth")
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match crate::auth::skip::SkipRule::parse(&rule) {
+            Ok(rule) => access.skip_auth.push(rule),
+            Err(e) => r.issue(format!("{skip_key}[{i}]"), e),
+        }
     }
+    access.skip_auth_preflight = r.bool(s, "skip_auth_preflight").unwrap_or(false);
     let api_key = s.key("api_paths");
     if let Some(patterns) = r.strings(s, "api_paths") {
         let mut ok = true;
@@ -812,6 +818,16 @@ client_secret = "${GOOGLE_SECRET}"
             ),
             ("[server]", "[sesion]\n[server]", "sesion"),
             ("[session]", "[session]\nstore = \"redis\"", "session.store"),
+            (
+                "[server]",
+                "[access]\nskip_auth = [\"GET (\"]\n[server]",
+                "access.skip_auth[0]",
+            ),
+            (
+                "[server]",
+                "[access]\nskip_auth_preflight = \"sometimes\"\n[server]",
+                "access.skip_auth_preflight",
+            ),
             (
                 "[session]",
                 "[session]\nsame_site = \"none\"\nsecure = false",

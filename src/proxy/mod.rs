@@ -152,6 +152,21 @@ impl App {
         &self.settings.session.cookie_name
     }
 
+    /// `access.skip_auth` and the CORS-preflight switch.
+    fn is_public(&self, req: &RequestHeader) -> bool {
+        let access = &self.settings.access;
+        if access.skip_auth_preflight
+            && req.method == Method::OPTIONS
+            && req.headers.contains_key(http::header::ORIGIN)
+            && req
+                .headers
+                .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return true;
+        }
+        crate::auth::skip::is_skipped(&access.skip_auth, &req.method, req.uri.path())
+    }
+
     /// The session in the request's cookies, if any is valid. The hot path:
     /// one cookie lookup, one AEAD open, one decode.
     fn read_session(&self, req: &RequestHeader) -> Option<Identity> {
@@ -210,6 +225,12 @@ impl ProxyHttp for Portcullis {
                 reply.send(session).await?;
                 return Ok(true);
             }
+        }
+
+        if app.is_public(session.req_header()) {
+            // A public route: no session needed, no identity sent.
+            ctx.outcome = "public";
+            return Ok(false);
         }
 
         match app.read_session(session.req_header()) {

@@ -139,3 +139,32 @@ impl World {
         b.follow(&self.url(&link), 6).await
     }
 }
+
+/// Sends `METHOD raw_path` exactly as given (no URL normalisation, unlike
+/// reqwest) and returns the status code.
+pub async fn raw_status(
+    base_url: &str,
+    method: &str,
+    raw_path: &str,
+    headers: &[(&str, &str)],
+) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let authority = base_url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("connect");
+    let mut req =
+        format!("{method} {raw_path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.expect("read");
+    let head = String::from_utf8_lossy(&buf);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"))
+}

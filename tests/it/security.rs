@@ -288,3 +288,71 @@ async fn security_14_no_metrics_on_the_public_listener() {
     }
     assert_eq!(w.upstream.hits(), 0);
 }
+
+/// SECURITY.md row 5: public routes see the path only; forged identity
+/// headers are removed on them too (row 6).
+#[tokio::test]
+async fn security_05_public_routes_cannot_be_widened() {
+    let w = World::start(
+        "[access]\nskip_auth = [\"^/public/\", \"GET ^/healthz$\"]\nskip_auth_preflight = true\n",
+    )
+    .await;
+    let client = harness::client();
+    let resp = client
+        .get(w.url("/public/logo.png?v=1"))
+        .header("X-User", "google:attacker")
+        .header("x_user_email", "ceo@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echo = json(resp).await;
+    assert_eq!(echo["path"], "/public/logo.png");
+    assert_eq!(upstream_header(&echo, "x-user"), None);
+    assert_eq!(upstream_header(&echo, "x-user-email"), None);
+    assert_eq!(upstream_header(&echo, "x_user_email"), None);
+    assert_eq!(
+        client.get(w.url("/healthz")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    let before = w.upstream.hits();
+    for path in [
+        "/private?x=/public/",
+        "/private?/public/",
+        "/private%23/public/",
+        "/public/../private",
+        "/public/%2e%2e/private",
+        "/public%2F..%2Fprivate",
+        "//public/../private",
+        "/public/..%2fprivate",
+        "/public\\..\\private",
+    ] {
+        // Raw: reqwest would normalise these before sending.
+        let status = crate::common::raw_status(&w.url(""), "GET", path, &[]).await;
+        assert_eq!(status, 401, "{path}");
+    }
+    let post = client.post(w.url("/healthz")).send().await.unwrap();
+    assert_eq!(post.status(), StatusCode::UNAUTHORIZED, "method-bound rule");
+    assert_eq!(
+        w.upstream.hits(),
+        before,
+        "a protected path reached the upstream"
+    );
+
+    // CORS preflight passes with the switch on; a plain OPTIONS does not.
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, w.url("/api/items"))
+        .header("origin", "https://other.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::OK);
+    let plain = client
+        .request(reqwest::Method::OPTIONS, w.url("/api/items"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
+}
