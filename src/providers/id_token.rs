@@ -75,6 +75,22 @@ pub struct Claims {
     pub picture: Option<String>,
 }
 
+/// A UserInfo response (OIDC Core §5.3.2): the same claims, no token fields.
+#[derive(Debug, Deserialize)]
+pub struct UserInfo {
+    pub sub: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: Option<Flag>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub preferred_username: Option<String>,
+    #[serde(default)]
+    pub picture: Option<String>,
+}
+
 /// `aud` is a string or an array of strings.
 #[derive(Debug, Default, Deserialize)]
 #[serde(untagged)]

@@ -15,7 +15,8 @@ use oauth2::basic::{
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
     EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenUrl,
+    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse as _,
+    TokenUrl,
 };
 use openidconnect::core::{
     CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
@@ -102,6 +103,8 @@ type Client = oauth2::Client<
 struct Discovered {
     client: Client,
     jwks_uri: url::Url,
+    /// Where claims not in the ID token come from (OIDC Core §5.3).
+    userinfo: Option<url::Url>,
     keys: JsonWebKeySet<CoreJsonWebKey>,
     pkce: bool,
     fetched: Instant,
@@ -116,6 +119,7 @@ impl Discovered {
         Discovered {
             client: self.client.clone(),
             jwks_uri: self.jwks_uri.clone(),
+            userinfo: self.userinfo.clone(),
             keys: keys.set,
             pkce: self.pkce,
             fetched: self.fetched,
@@ -240,6 +244,7 @@ impl OidcProvider {
         let d = Arc::new(Discovered {
             client,
             jwks_uri,
+            userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
             keys: keys.set,
             pkce,
             fetched: Instant::now(),
@@ -399,7 +404,12 @@ impl OidcProvider {
         }
     }
 
-    fn verify(&self, d: &Discovered, token: &str, nonce: &str) -> Result<Identity, IdTokenError> {
+    fn verify(
+        &self,
+        d: &Discovered,
+        token: &str,
+        nonce: &str,
+    ) -> Result<id_token::Claims, IdTokenError> {
         let issuers: Vec<&str> = self.accepted_issuers.iter().map(String::as_str).collect();
         let claims = id_token::verify(
             token,
@@ -412,8 +422,64 @@ impl OidcProvider {
                 leeway: CLOCK_LEEWAY_SECS,
             },
         )?;
+        Ok(claims)
+    }
+
+    /// Providers may keep email and profile claims out of the ID token and
+    /// serve them from the UserInfo endpoint (OIDC Core §5.4; oidc-provider
+    /// does by default). Fetched only when the ID token lacks them; the
+    /// answer must be about the same `sub` (§5.3.2).
+    async fn complete_claims(
+        &self,
+        d: &Discovered,
+        mut claims: id_token::Claims,
+        access_token: &str,
+    ) -> Result<id_token::Claims, ProviderError> {
+        let complete = claims.email.is_some() && claims.name.is_some();
+        let Some(url) = d.userinfo.as_ref().filter(|_| !complete) else {
+            return Ok(claims);
+        };
+        let unavailable = |detail: String| ProviderError::Unavailable {
+            context: format!("userinfo at {url}: {detail}"),
+        };
+        let resp = self
+            .http
+            .get(url.as_str())
+            .bearer_auth(access_token)
+            .header(http::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| unavailable(error_chain(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(unavailable(format!("HTTP {status}")));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| unavailable(error_chain(&e)))?;
+        let info: id_token::UserInfo =
+            serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol {
+                reason: "userinfo response is not a JSON claims object".into(),
+            })?;
+        if info.sub != claims.sub {
+            return Err(ProviderError::InvalidToken {
+                reason: "userinfo is about another subject".into(),
+            });
+        }
+        if claims.email.is_none() {
+            claims.email = info.email;
+            claims.email_verified = info.email_verified;
+        }
+        claims.name = claims.name.or(info.name);
+        claims.preferred_username = claims.preferred_username.or(info.preferred_username);
+        claims.picture = claims.picture.or(info.picture);
+        Ok(claims)
+    }
+
+    fn identity(&self, claims: id_token::Claims) -> Identity {
         let verified = claims.email_verified.as_ref().is_some_and(|f| f.is_true());
-        Ok(Identity {
+        Identity {
             provider: self.id.clone(),
             subject: claims.sub,
             email: if verified {
@@ -424,7 +490,7 @@ impl OidcProvider {
             name: clean(claims.name.as_deref()),
             login: clean(claims.preferred_username.as_deref()),
             picture: clean(claims.picture.as_deref()),
-        })
+        }
     }
 }
 
@@ -564,8 +630,8 @@ impl Provider for OidcProvider {
                 .ok_or_else(|| ProviderError::Protocol {
                     reason: "no id_token in the token response".into(),
                 })?;
-        match self.verify(&d, raw, &login.nonce) {
-            Ok(id) => Ok(id),
+        let claims = match self.verify(&d, raw, &login.nonce) {
+            Ok(claims) => claims,
             Err(IdTokenError::UnknownKey) => {
                 // The provider may have rotated its keys.
                 let Some(fresh) = self.refetch_keys(&d).await else {
@@ -576,12 +642,18 @@ impl Provider for OidcProvider {
                 self.verify(&fresh, raw, &login.nonce)
                     .map_err(|e| ProviderError::InvalidToken {
                         reason: e.to_string(),
-                    })
+                    })?
             }
-            Err(e) => Err(ProviderError::InvalidToken {
-                reason: e.to_string(),
-            }),
-        }
+            Err(e) => {
+                return Err(ProviderError::InvalidToken {
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let claims = self
+            .complete_claims(&d, claims, token.access_token().secret())
+            .await?;
+        Ok(self.identity(claims))
     }
 }
 

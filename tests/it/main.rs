@@ -7,5 +7,7 @@ mod cli;
 mod common;
 mod login;
 mod mock_selftest;
+mod oidc;
+mod oidc_peer_selftest;
 mod proxying;
 mod security;

@@ -172,13 +172,22 @@ async fn discovery_names_the_issuer_and_endpoints() {
     assert_eq!(peer.issuer, format!("http://127.0.0.1:{}", peer.port));
     let doc = get_json(&peer.discovery_url()).await;
     assert_eq!(doc["issuer"], peer.issuer.as_str());
-    assert_eq!(doc["authorization_endpoint"], peer.authorization_endpoint().as_str());
+    assert_eq!(
+        doc["authorization_endpoint"],
+        peer.authorization_endpoint().as_str()
+    );
     assert_eq!(doc["token_endpoint"], peer.token_endpoint().as_str());
     assert_eq!(doc["userinfo_endpoint"], peer.userinfo_endpoint().as_str());
     assert_eq!(doc["jwks_uri"], peer.jwks_uri().as_str());
     assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
-    assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
-    assert_eq!(doc["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(
+        doc["id_token_signing_alg_values_supported"],
+        serde_json::json!(["RS256"])
+    );
     for scope in ["openid", "email", "profile"] {
         assert!(
             doc["scopes_supported"]
@@ -232,7 +241,15 @@ async fn code_flow_with_pkce_yields_a_signed_id_token_and_userinfo() {
     assert_eq!(userinfo["email_verified"], true);
     assert_eq!(userinfo["name"], "Alice Adams");
     assert_eq!(userinfo["preferred_username"], "alice");
-    assert_eq!(userinfo["picture"], "https://pictures.example.com/alice.png");
+    assert_eq!(
+        userinfo["picture"],
+        "https://pictures.example.com/alice.png"
+    );
+    assert!(
+        peer.logs().contains("oidc-peer: POST /token -> 200"),
+        "one log line per request:\n{}",
+        peer.logs()
+    );
 
     // The same browser signs in again without login or consent pages (session + grant).
     let again = Request::new();
@@ -306,7 +323,9 @@ async fn pkce_is_checked_and_required_only_for_public_clients() {
     let request = Request::new();
     let mut b = Browser::new();
     let callback = oidc_peer::sign_in(&mut b, &request.url(&peer, CLIENT_ID, true), "alice").await;
-    let code = param(&callback_params(&callback), "code").unwrap().to_owned();
+    let code = param(&callback_params(&callback), "code")
+        .unwrap()
+        .to_owned();
     let (status, body) = exchange(&peer, &code, Some(&random())).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_grant", "{body}");
@@ -317,7 +336,11 @@ async fn pkce_is_checked_and_required_only_for_public_clients() {
     let mut b = Browser::new();
     let callback = oidc_peer::sign_in(&mut b, &request.url(&peer, PUBLIC_ID, false), "alice").await;
     let params = callback_params(&callback);
-    assert_eq!(param(&params, "error"), Some("invalid_request"), "{callback}");
+    assert_eq!(
+        param(&params, "error"),
+        Some("invalid_request"),
+        "{callback}"
+    );
     assert_eq!(param(&params, "state"), Some(request.state.as_str()));
 }
 
@@ -339,6 +362,12 @@ async fn an_unknown_login_is_rejected() {
         .map(|s| *s)
         .unwrap_or_default();
     assert!(message.contains("was rejected"), "{message}");
+    assert!(
+        peer.logs()
+            .contains("oidc-peer: no account with login \"mallory\""),
+        "{}",
+        peer.logs()
+    );
 }
 
 #[tokio::test]
@@ -351,7 +380,11 @@ async fn restart_keeps_or_rotates_the_signing_key() {
 
     peer.restart(false).await;
     assert_eq!((peer.issuer.as_str(), peer.port), (issuer.as_str(), port));
-    assert_eq!(signing_kids(&peer).await, first, "same key after a plain restart");
+    assert_eq!(
+        signing_kids(&peer).await,
+        first,
+        "same key after a plain restart"
+    );
 
     peer.restart(true).await;
     assert_eq!((peer.issuer.as_str(), peer.port), (issuer.as_str(), port));
@@ -363,7 +396,9 @@ async fn restart_keeps_or_rotates_the_signing_key() {
     let request = Request::new();
     let mut b = Browser::new();
     let callback = oidc_peer::sign_in(&mut b, &request.url(&peer, CLIENT_ID, true), "alice").await;
-    let code = param(&callback_params(&callback), "code").unwrap().to_owned();
+    let code = param(&callback_params(&callback), "code")
+        .unwrap()
+        .to_owned();
     let (status, tokens) = exchange(&peer, &code, Some(&request.verifier)).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
     let (header, _) = verify_id_token(&peer, tokens["id_token"].as_str().unwrap()).await;
@@ -371,7 +406,11 @@ async fn restart_keeps_or_rotates_the_signing_key() {
 
     // A stopped peer refuses connections; the port can be reused by start_on.
     peer.stop();
-    assert!(harness::client().get(peer.discovery_url()).send().await.is_err());
+    assert!(harness::client()
+        .get(peer.discovery_url())
+        .send()
+        .await
+        .is_err());
     let again = oidc_peer::start_on(port, clients(), vec![PeerAccount::alice()]).await;
     assert_eq!(again.issuer, issuer);
 }

@@ -23,7 +23,7 @@
 // name is an account's preferred_username, any password is accepted; ID tokens and userinfo
 // carry the account's sub.
 
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import process from 'node:process';
@@ -45,12 +45,22 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 // The signing key: kept in keys_file so that a restart keeps it (same kid) and deleting the
 // file rotates it. node:crypto makes the same extractable RSA key as jose's
 // generateKeyPair('RS256', { extractable: true }) without a direct dependency on jose.
+//
+// The key is generated as PKCS#8 PEM and re-imported before the JWK export: on Node 20.20,
+// exporting the KeyObject returned by generateKeyPairSync as JWK hung about once in 50 starts
+// (8 at once on 2 cores). gdb showed the main thread blocked for good in uv_mutex_lock inside
+// KeyGenJob<RsaKeyGenTraits>::~KeyGenJob, run by a garbage collection in ExportJWKRsaKey.
+// 240 starts of this version never hung.
 function loadOrCreateJwks(path) {
   if (existsSync(path)) {
     return JSON.parse(readFileSync(path, 'utf8'));
   }
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwk = privateKey.export({ format: 'jwk' });
+  const { privateKey: pem } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  const jwk = createPrivateKey(pem).export({ format: 'jwk' });
   // RFC 7638 thumbprint as the kid.
   const kid = createHash('sha256')
     .update(JSON.stringify({ e: jwk.e, kty: jwk.kty, n: jwk.n }))

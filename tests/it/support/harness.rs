@@ -52,41 +52,57 @@ pub async fn start_with_env(
 ) -> Portcullis {
     let mut last_logs = String::new();
     for _ in 0..PORT_ATTEMPTS {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("portcullis.toml");
-        fs::write(&config_path, config_toml(port)).expect("write config");
-        let stderr_path = dir.path().join("stderr.log");
-        let stdout_path = dir.path().join("stdout.log");
-        let mut command = command();
-        command
-            .arg("--config")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout_path).expect("stdout file"))
-            .stderr(fs::File::create(&stderr_path).expect("stderr file"));
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let child = command.spawn().expect("spawn portcullis");
-        let mut proxy = Portcullis {
-            base_url: format!("http://127.0.0.1:{port}"),
-            port,
-            config_path,
-            child,
-            stderr_path,
-            _dir: dir,
-        };
-        match proxy.wait_until_listening().await {
-            Ok(()) => return proxy,
+        match try_start_at(free_port(), &config_toml, env).await {
+            Ok(proxy) => return proxy,
             Err(logs) => last_logs = logs,
         }
     }
     panic!(
         "portcullis could not bind a port in {PORT_ATTEMPTS} attempts; last stderr:\n{last_logs}"
     );
+}
+
+/// As [`start`], on a port chosen by the caller (when a peer must know the
+/// callback URLs before Portcullis starts). One attempt: panics if the port is taken.
+pub async fn start_at(port: u16, config_toml: impl Fn(u16) -> String) -> Portcullis {
+    match try_start_at(port, &config_toml, &[]).await {
+        Ok(proxy) => proxy,
+        Err(logs) => panic!("portcullis could not bind port {port}:\n{logs}"),
+    }
+}
+
+async fn try_start_at(
+    port: u16,
+    config_toml: &impl Fn(u16) -> String,
+    env: &[(&str, &str)],
+) -> Result<Portcullis, String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("portcullis.toml");
+    fs::write(&config_path, config_toml(port)).expect("write config");
+    let stderr_path = dir.path().join("stderr.log");
+    let stdout_path = dir.path().join("stdout.log");
+    let mut command = command();
+    command
+        .arg("--config")
+        .arg(&config_path)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(fs::File::create(&stderr_path).expect("stderr file"));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command.spawn().expect("spawn portcullis");
+    let mut proxy = Portcullis {
+        base_url: format!("http://127.0.0.1:{port}"),
+        port,
+        config_path,
+        child,
+        stderr_path,
+        _dir: dir,
+    };
+    proxy.wait_until_listening().await.map(|()| proxy)
 }
 
 impl Portcullis {

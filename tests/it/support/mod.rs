@@ -3,4 +3,5 @@
 
 pub mod harness;
 pub mod mock_google;
+pub mod oidc_peer;
 pub mod upstream;

@@ -3,9 +3,9 @@
 //! 127.0.0.1, with its built-in development login and consent pages, which [`sign_in`] and
 //! [`deny`] fill in like a person would.
 //!
-//! Needs `node` (20 or newer) on `PATH` and `npm ci --prefix tests/oidc-peer`. Tests start
-//! with [`require!`] (or [`skip_or_fail`]): without the peer they are skipped with a message,
-//! unless `CI` is set, where they fail.
+//! Needs `node` (20.18 or newer, 22 LTS recommended) on `PATH` and
+//! `npm ci --prefix tests/oidc-peer`. Tests start with [`require!`] (or [`skip_or_fail`]):
+//! without the peer they are skipped with a message, unless `CI` is set, where they fail.
 //!
 //! The peer's endpoints are oidc-provider's defaults under the issuer
 //! `http://127.0.0.1:{port}`: `/.well-known/openid-configuration`, `/auth`, `/token`, `/me`
@@ -40,7 +40,7 @@ const MAX_STEPS: usize = 20;
 // ---------------------------------------------------------------------------------------------
 // Availability
 
-/// `Ok` when the peer can run: `node` 20+ on `PATH` and oidc-provider 9 installed in
+/// `Ok` when the peer can run: `node` 20.18+ on `PATH` and oidc-provider 9 installed in
 /// `tests/oidc-peer/node_modules`. Checked once per test binary.
 pub fn available() -> Result<(), String> {
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
@@ -54,18 +54,27 @@ fn check_available() -> Result<(), String> {
         .output()
         .map_err(|e| format!("`node` is not on PATH ({e})"))?;
     let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    let major: u32 = version
+    let mut parts = version
         .trim_start_matches('v')
         .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .ok_or_else(|| format!("`node --version` printed {version:?}"))?;
-    if major < 20 {
-        return Err(format!("node {version} is too old; oidc-provider 9 needs 20 or newer"));
+        .map(str::parse::<u32>);
+    let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
+        return Err(format!("`node --version` printed {version:?}"));
+    };
+    // oidc-provider 9 uses URL.parse (Node 20.18+); it recommends Node 22 LTS and prints an
+    // "Unsupported runtime" warning on 20, where it works.
+    if (major, minor) < (20, 18) {
+        return Err(format!(
+            "node {version} is too old; oidc-provider 9 needs 20.18 or newer (22 LTS recommended)"
+        ));
     }
     let package = Path::new(PEER_DIR).join("node_modules/oidc-provider/package.json");
-    let text = fs::read_to_string(&package)
-        .map_err(|_| format!("{} is missing: run `npm ci --prefix tests/oidc-peer`", package.display()))?;
+    let text = fs::read_to_string(&package).map_err(|_| {
+        format!(
+            "{} is missing: run `npm ci --prefix tests/oidc-peer`",
+            package.display()
+        )
+    })?;
     let installed = serde_json::from_str::<Value>(&text)
         .ok()
         .and_then(|v| v["version"].as_str().map(str::to_owned))
@@ -105,7 +114,9 @@ pub fn skip_or_fail(test: &str) -> bool {
 macro_rules! require_oidc_peer {
     () => {
         if $crate::support::oidc_peer::skip_or_fail(
-            ::std::thread::current().name().unwrap_or(::std::module_path!()),
+            ::std::thread::current()
+                .name()
+                .unwrap_or(::std::module_path!()),
         ) {
             return;
         }
@@ -131,7 +142,11 @@ pub struct PeerClient {
 
 impl PeerClient {
     /// A confidential client authenticating with `client_secret_basic`.
-    pub fn confidential(client_id: &str, client_secret: &str, redirect_uris: &[&str]) -> PeerClient {
+    pub fn confidential(
+        client_id: &str,
+        client_secret: &str,
+        redirect_uris: &[&str],
+    ) -> PeerClient {
         PeerClient {
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
@@ -588,7 +603,9 @@ impl Form {
 
 fn attribute_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r#"([A-Za-z_:][-A-Za-z0-9_:.]*)\s*=\s*(?:"([^"]*)"|'([^']*)')"#).unwrap())
+    RE.get_or_init(|| {
+        Regex::new(r#"([A-Za-z_:][-A-Za-z0-9_:.]*)\s*=\s*(?:"([^"]*)"|'([^']*)')"#).unwrap()
+    })
 }
 
 /// `name="value"` / `name='value'` pairs of a tag, names lower-cased, values unescaped.
@@ -603,7 +620,10 @@ fn attributes(tag: &str) -> Vec<(String, String)> {
 }
 
 fn attr(attrs: &[(String, String)], name: &str) -> Option<String> {
-    attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    attrs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 /// The `href` of the page's link to `/interaction/{uid}/abort`.
