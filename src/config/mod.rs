@@ -181,10 +181,42 @@ impl Access {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What kind of provider a `[providers.NAME]` table is, with its own settings.
+#[derive(Debug)]
 pub enum ProviderKind {
-    Google,
-    Oidc,
+    /// Google: OpenID Connect with Google's quirks. `issuer` exactly as
+    /// configured (default `https://accounts.google.com`).
+    Google { issuer: String },
+    /// Any OpenID Connect provider (discovery at
+    /// `{issuer}/.well-known/openid-configuration`; compared with `iss`).
+    Oidc { issuer: String },
+    /// X (Twitter).
+    Twitter(Box<Twitter>),
+}
+
+/// `protocol` of `[providers.twitter]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XProtocol {
+    /// OAuth 2.0 with PKCE (the default).
+    OAuth2,
+    /// OAuth 1.0a ("Sign in with X"), for existing apps.
+    OAuth1,
+}
+
+/// X's endpoints: defaults are X's real URLs; each may be overridden.
+#[derive(Debug)]
+pub struct Twitter {
+    pub protocol: XProtocol,
+    /// OAuth 2.0: `https://x.com/i/oauth2/authorize`; OAuth 1.0a: `https://api.x.com/oauth/authenticate`.
+    pub authorize_url: Url,
+    /// OAuth 2.0: `https://api.x.com/2/oauth2/token`.
+    pub token_url: Url,
+    /// OAuth 2.0: `https://api.x.com/2/users/me`; OAuth 1.0a: `https://api.x.com/1.1/account/verify_credentials.json`.
+    pub userinfo_url: Url,
+    /// OAuth 1.0a: `https://api.x.com/oauth/request_token`.
+    pub request_token_url: Url,
+    /// OAuth 1.0a: `https://api.x.com/oauth/access_token`.
+    pub access_token_url: Url,
 }
 
 #[derive(Debug)]
@@ -193,11 +225,10 @@ pub struct Provider {
     pub id: String,
     pub kind: ProviderKind,
     pub display_name: String,
+    /// OAuth client id (X OAuth 1.0a: the consumer key).
     pub client_id: String,
+    /// OAuth client secret (X OAuth 1.0a: the consumer secret).
     pub client_secret: ClientSecret,
-    /// OpenID Connect issuer, exactly as configured (discovery at
-    /// `{issuer}/.well-known/openid-configuration`; compared with `iss`).
-    pub issuer: String,
     pub scopes: Vec<String>,
 }
 

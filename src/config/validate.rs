@@ -11,12 +11,25 @@ use url::{Host, Url};
 
 use super::reader::{Env, Issue, Reader, Section};
 use super::{
-    Access, HeaderNames, Provider, ProviderKind, SameSite, Server, Session, Settings, Tls, Upstream,
+    Access, HeaderNames, Provider, ProviderKind, SameSite, Server, Session, Settings, Tls, Twitter,
+    Upstream, XProtocol,
 };
 use crate::session::seal::SessionKey;
 
 const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 const DEFAULT_SCOPES: [&str; 3] = ["openid", "email", "profile"];
+
+// X's endpoints (developer.x.com: "OAuth 2.0 Authorization Code Flow with
+// PKCE", "Log in with X", "GET /2/users/me", "GET account/verify_credentials").
+const X_OAUTH2_AUTHORIZE: &str = "https://x.com/i/oauth2/authorize";
+const X_OAUTH2_TOKEN: &str = "https://api.x.com/2/oauth2/token";
+const X_OAUTH2_USERINFO: &str = "https://api.x.com/2/users/me";
+const X_OAUTH1_REQUEST_TOKEN: &str = "https://api.x.com/oauth/request_token";
+const X_OAUTH1_AUTHORIZE: &str = "https://api.x.com/oauth/authenticate";
+const X_OAUTH1_ACCESS_TOKEN: &str = "https://api.x.com/oauth/access_token";
+const X_OAUTH1_USERINFO: &str = "https://api.x.com/1.1/account/verify_credentials.json";
+/// X's scopes for signing in; add "users.email" when the app has email access.
+const X_DEFAULT_SCOPES: [&str; 2] = ["users.read", "tweet.read"];
 
 pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<Issue>> {
     let mut r = Reader::new(env);
@@ -531,17 +544,24 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
     }
     let kind_key = s.key("kind");
     let kind_s = r.string(s, "kind");
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        Google,
+        Oidc,
+        Twitter,
+    }
     let kind = match kind_s.as_deref().unwrap_or(id) {
-        "google" => Some(ProviderKind::Google),
-        "oidc" => Some(ProviderKind::Oidc),
-        k @ ("twitter" | "x" | "facebook") => {
+        "google" => Kind::Google,
+        "oidc" => Kind::Oidc,
+        "twitter" | "x" => Kind::Twitter,
+        "facebook" => {
             r.issue(
                 if kind_s.is_some() {
                     kind_key
                 } else {
                     s.path().to_owned()
                 },
-                format!("the {k} provider is not available in this version yet"),
+                "the facebook provider is not available in this version yet",
             );
             return drain(s);
         }
@@ -560,10 +580,10 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
             return drain(s);
         }
     };
-    let kind = kind?;
     let display_name = r.string(s, "display_name").unwrap_or_else(|| match kind {
-        ProviderKind::Google => "Google".to_owned(),
-        ProviderKind::Oidc => id.to_owned(),
+        Kind::Google => "Google".to_owned(),
+        Kind::Twitter => "X".to_owned(),
+        Kind::Oidc => id.to_owned(),
     });
     let client_id = r.required_string(s, "client_id");
     if client_id.as_deref() == Some("") {
@@ -574,28 +594,39 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
     if client_secret.as_deref() == Some("") {
         r.issue(&secret_key, "must not be empty");
     }
-    let issuer_key = s.key("issuer");
-    let issuer = match kind {
-        ProviderKind::Google => Some(
-            r.string(s, "issuer")
-                .unwrap_or_else(|| GOOGLE_ISSUER.to_owned()),
-        ),
-        ProviderKind::Oidc => r.required_string(s, "issuer"),
-    }
-    .and_then(|v| endpoint_url(r, &issuer_key, &v).map(|_| v));
-    let scopes_key = s.key("scopes");
-    let scopes = r
-        .strings(s, "scopes")
-        .unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect());
-    if !scopes.iter().any(|s| s == "openid") {
-        r.issue(&scopes_key, "must include \"openid\"");
-    }
-    if scopes
-        .iter()
-        .any(|s| s.is_empty() || s.contains(char::is_whitespace))
-    {
-        r.issue(&scopes_key, "each scope must be one word");
-    }
+
+    let (kind, scopes) = match kind {
+        Kind::Google | Kind::Oidc => {
+            let issuer_key = s.key("issuer");
+            let issuer = if kind == Kind::Google {
+                Some(
+                    r.string(s, "issuer")
+                        .unwrap_or_else(|| GOOGLE_ISSUER.to_owned()),
+                )
+            } else {
+                r.required_string(s, "issuer")
+            }
+            .and_then(|v| endpoint_url(r, &issuer_key, &v).map(|_| v));
+            let scopes = scopes(r, s, &DEFAULT_SCOPES);
+            if scopes
+                .as_ref()
+                .is_some_and(|v| !v.iter().any(|s| s == "openid"))
+            {
+                r.issue(s.key("scopes"), "must include \"openid\"");
+            }
+            let issuer = issuer?;
+            let kind = if kind == Kind::Google {
+                ProviderKind::Google { issuer }
+            } else {
+                ProviderKind::Oidc { issuer }
+            };
+            (kind, scopes)
+        }
+        Kind::Twitter => {
+            let (twitter, scopes) = twitter(r, s)?;
+            (ProviderKind::Twitter(Box::new(twitter)), scopes)
+        }
+    };
     if !id_ok {
         return None;
     }
@@ -605,9 +636,96 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
         display_name,
         client_id: client_id.filter(|c| !c.is_empty())?,
         client_secret: ClientSecret::new(client_secret.filter(|c| !c.is_empty())?),
-        issuer: issuer?,
-        scopes,
+        scopes: scopes?,
     })
+}
+
+fn scopes(r: &mut Reader, s: &mut Section, default: &[&str]) -> Option<Vec<String>> {
+    let key = s.key("scopes");
+    let scopes = r
+        .strings(s, "scopes")
+        .unwrap_or_else(|| default.iter().map(|s| (*s).to_owned()).collect());
+    if scopes
+        .iter()
+        .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
+        r.issue(key, "each scope must be one word");
+        return None;
+    }
+    Some(scopes)
+}
+
+/// `[providers.twitter]`: the protocol, and each endpoint (X's by default).
+fn twitter(r: &mut Reader, s: &mut Section) -> Option<(Twitter, Option<Vec<String>>)> {
+    let protocol_key = s.key("protocol");
+    let protocol = match r.string(s, "protocol").as_deref() {
+        None | Some("oauth2") => XProtocol::OAuth2,
+        Some("oauth1") => XProtocol::OAuth1,
+        Some(other) => {
+            r.issue(
+                protocol_key,
+                format!("{other:?} is not one of oauth2, oauth1"),
+            );
+            XProtocol::OAuth2
+        }
+    };
+    let (only_here, elsewhere): (&[&str], &[&str]) = match protocol {
+        XProtocol::OAuth2 => (
+            &["token_url", "scopes"],
+            &["request_token_url", "access_token_url"],
+        ),
+        XProtocol::OAuth1 => (
+            &["request_token_url", "access_token_url"],
+            &["token_url", "scopes"],
+        ),
+    };
+    let _ = only_here;
+    for key in elsewhere {
+        if s.contains(key) {
+            let _ = r.string(s, key);
+            let other = match protocol {
+                XProtocol::OAuth2 => "oauth1",
+                XProtocol::OAuth1 => "oauth2",
+            };
+            r.issue(
+                s.key(key),
+                format!("applies only with protocol = \"{other}\""),
+            );
+        }
+    }
+    let mut url = |r: &mut Reader, key: &str, default: &str| -> Option<Url> {
+        let path = s.key(key);
+        let v = r.string(s, key).unwrap_or_else(|| default.to_owned());
+        endpoint_url(r, &path, &v)
+    };
+    let (authorize_url, userinfo_url) = match protocol {
+        XProtocol::OAuth2 => (
+            url(r, "authorize_url", X_OAUTH2_AUTHORIZE),
+            url(r, "userinfo_url", X_OAUTH2_USERINFO),
+        ),
+        XProtocol::OAuth1 => (
+            url(r, "authorize_url", X_OAUTH1_AUTHORIZE),
+            url(r, "userinfo_url", X_OAUTH1_USERINFO),
+        ),
+    };
+    let token_url = url(r, "token_url", X_OAUTH2_TOKEN);
+    let request_token_url = url(r, "request_token_url", X_OAUTH1_REQUEST_TOKEN);
+    let access_token_url = url(r, "access_token_url", X_OAUTH1_ACCESS_TOKEN);
+    let scopes = match protocol {
+        XProtocol::OAuth2 => scopes(r, s, &X_DEFAULT_SCOPES),
+        XProtocol::OAuth1 => Some(Vec::new()),
+    };
+    Some((
+        Twitter {
+            protocol,
+            authorize_url: authorize_url?,
+            token_url: token_url?,
+            userinfo_url: userinfo_url?,
+            request_token_url: request_token_url?,
+            access_token_url: access_token_url?,
+        },
+        scopes,
+    ))
 }
 
 /// Consumes every key of a provider table we cannot use, so that the one
@@ -695,7 +813,9 @@ client_secret = "${GOOGLE_SECRET}"
         assert_eq!(s.session.lifetime.as_secs(), 7 * 86400);
         assert_eq!(s.headers.user.as_str(), "x-user");
         assert_eq!(s.providers.len(), 1);
-        assert_eq!(s.providers[0].issuer, "https://accounts.google.com");
+        assert!(
+            matches!(&s.providers[0].kind, super::super::ProviderKind::Google { issuer } if issuer == "https://accounts.google.com")
+        );
         assert_eq!(s.providers[0].display_name, "Google");
         assert_eq!(s.upstream.connect_timeout.as_secs(), 5);
         assert_eq!(
@@ -818,6 +938,11 @@ client_secret = "${GOOGLE_SECRET}"
             ),
             ("[server]", "[sesion]\n[server]", "sesion"),
             ("[session]", "[session]\nstore = \"redis\"", "session.store"),
+            ("[server]", "[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\nprotocol = \"oauth3\"\n[server]", "providers.twitter.protocol"),
+            ("[server]", "[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\ntoken_url = \"http://api.x.example/t\"\n[server]", "providers.twitter.token_url"),
+            ("[server]", "[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\nrequest_token_url = \"https://x.example/r\"\n[server]", "providers.twitter.request_token_url"),
+            ("[server]", "[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\nprotocol = \"oauth1\"\nscopes = [\"users.read\"]\n[server]", "providers.twitter.scopes"),
+            ("[server]", "[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\nissuer = \"https://x.com\"\n[server]", "providers.twitter.issuer"),
             (
                 "[server]",
                 "[access]\nskip_auth = [\"GET (\"]\n[server]",
@@ -886,6 +1011,41 @@ client_secret = "${GOOGLE_SECRET}"
         assert_eq!(got.len(), 1);
         assert!(got[0].contains("line"), "{got:?}");
         assert!(!got[0].contains("supersecretvalue"), "{got:?}");
+    }
+
+    #[test]
+    fn twitter_defaults_are_xs_endpoints() {
+        use super::super::{ProviderKind, XProtocol};
+        let text = good() + "\n[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\n";
+        let s = parse(&text, &env).expect("valid");
+        let ProviderKind::Twitter(x) = &s.providers[1].kind else {
+            panic!("not twitter")
+        };
+        assert_eq!(x.protocol, XProtocol::OAuth2);
+        assert_eq!(x.authorize_url.as_str(), "https://x.com/i/oauth2/authorize");
+        assert_eq!(x.token_url.as_str(), "https://api.x.com/2/oauth2/token");
+        assert_eq!(x.userinfo_url.as_str(), "https://api.x.com/2/users/me");
+        assert_eq!(s.providers[1].display_name, "X");
+        assert_eq!(s.providers[1].scopes, vec!["users.read", "tweet.read"]);
+        let text = good()
+            + "\n[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\nprotocol = \"oauth1\"\nauthorize_url = \"http://127.0.0.1:9/oauth/authenticate\"\n";
+        let s = parse(&text, &env).expect("valid");
+        let ProviderKind::Twitter(x) = &s.providers[1].kind else {
+            panic!("not twitter")
+        };
+        assert_eq!(x.protocol, XProtocol::OAuth1);
+        assert_eq!(
+            x.authorize_url.as_str(),
+            "http://127.0.0.1:9/oauth/authenticate"
+        );
+        assert_eq!(
+            x.request_token_url.as_str(),
+            "https://api.x.com/oauth/request_token"
+        );
+        assert_eq!(
+            x.userinfo_url.as_str(),
+            "https://api.x.com/1.1/account/verify_credentials.json"
+        );
     }
 
     #[test]

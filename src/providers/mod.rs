@@ -2,7 +2,9 @@
 //! construction of every configured provider.
 
 mod id_token;
+pub mod oauth1;
 mod oidc;
+mod twitter;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::pages::Logo;
 use crate::session::login_state::LoginState;
 
 pub use oidc::OidcProvider;
+pub use twitter::TwitterProvider;
 
 /// The query parameters of a callback, as sent by the provider.
 #[derive(Default)]
@@ -160,9 +163,16 @@ impl Providers {
         let mut list: Vec<Arc<dyn Provider>> = Vec::new();
         for p in &settings.providers {
             let redirect = url::Url::parse(&settings.server.callback_url(&p.id))?;
-            let provider: Arc<dyn Provider> = match p.kind {
-                ProviderKind::Google => Arc::new(OidcProvider::google(p, redirect, http.clone())),
-                ProviderKind::Oidc => Arc::new(OidcProvider::generic(p, redirect, http.clone())),
+            let provider: Arc<dyn Provider> = match &p.kind {
+                ProviderKind::Google { issuer } => {
+                    Arc::new(OidcProvider::google(p, issuer, redirect, http.clone()))
+                }
+                ProviderKind::Oidc { issuer } => {
+                    Arc::new(OidcProvider::generic(p, issuer, redirect, http.clone()))
+                }
+                ProviderKind::Twitter(x) => {
+                    Arc::new(TwitterProvider::new(p, x, redirect, http.clone()))
+                }
             };
             list.push(provider);
         }
@@ -238,4 +248,16 @@ pub fn clean(value: Option<&str>) -> Option<String> {
         end -= 1;
     }
     Some(v[..end].to_owned())
+}
+
+/// An error and its causes on one line (no secrets: these are transport errors).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -151,27 +151,42 @@ pub struct OidcProvider {
 }
 
 impl OidcProvider {
-    pub fn google(p: &config::Provider, redirect: url::Url, http: reqwest::Client) -> Self {
-        Self::new(p, redirect, http, true)
+    pub fn google(
+        p: &config::Provider,
+        issuer: &str,
+        redirect: url::Url,
+        http: reqwest::Client,
+    ) -> Self {
+        Self::new(p, issuer, redirect, http, true)
     }
 
-    pub fn generic(p: &config::Provider, redirect: url::Url, http: reqwest::Client) -> Self {
-        Self::new(p, redirect, http, false)
+    pub fn generic(
+        p: &config::Provider,
+        issuer: &str,
+        redirect: url::Url,
+        http: reqwest::Client,
+    ) -> Self {
+        Self::new(p, issuer, redirect, http, false)
     }
 
-    fn new(p: &config::Provider, redirect: url::Url, http: reqwest::Client, google: bool) -> Self {
-        let mut accepted_issuers = vec![p.issuer.clone()];
+    fn new(
+        p: &config::Provider,
+        issuer: &str,
+        redirect: url::Url,
+        http: reqwest::Client,
+        google: bool,
+    ) -> Self {
+        let mut accepted_issuers = vec![issuer.to_owned()];
         if google {
             // Google: "https://accounts.google.com" or "accounts.google.com";
             // for an overridden issuer, the same two spellings of it.
-            let bare = p
-                .issuer
+            let bare = issuer
                 .strip_prefix("https://")
-                .or_else(|| p.issuer.strip_prefix("http://"))
-                .unwrap_or(&p.issuer)
+                .or_else(|| issuer.strip_prefix("http://"))
+                .unwrap_or(issuer)
                 .trim_end_matches('/');
             accepted_issuers.push(bare.to_owned());
-            if p.issuer == GOOGLE_ISSUER {
+            if issuer == GOOGLE_ISSUER {
                 accepted_issuers.push(GOOGLE_BARE_ISSUER.to_owned());
             }
         }
@@ -180,7 +195,7 @@ impl OidcProvider {
             id: p.id.clone(),
             display_name: p.display_name.clone(),
             google,
-            issuer: p.issuer.clone(),
+            issuer: issuer.to_owned(),
             accepted_issuers,
             client_id: ClientId::new(p.client_id.clone()),
             client_secret: p.client_secret.clone(),
@@ -318,7 +333,7 @@ impl OidcProvider {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| unavailable(error_chain(&e)))?;
+            .map_err(|e| unavailable(super::error_chain(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(unavailable(format!("HTTP {status}")));
@@ -335,7 +350,7 @@ impl OidcProvider {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| unavailable(error_chain(&e)))?;
+            .map_err(|e| unavailable(super::error_chain(&e)))?;
         if body.len() as u64 > MAX_DOCUMENT {
             return Err(unavailable("document too large".into()));
         }
@@ -449,7 +464,7 @@ impl OidcProvider {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| unavailable(error_chain(&e)))?;
+            .map_err(|e| unavailable(super::error_chain(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(unavailable(format!("HTTP {status}")));
@@ -457,7 +472,7 @@ impl OidcProvider {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| unavailable(error_chain(&e)))?;
+            .map_err(|e| unavailable(super::error_chain(&e)))?;
         let info: id_token::UserInfo =
             serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol {
                 reason: "userinfo response is not a JSON claims object".into(),
@@ -492,17 +507,6 @@ impl OidcProvider {
             picture: clean(claims.picture.as_deref()),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// `max-age=N` of a Cache-Control value (`no-store`/`no-cache` count as 0).
@@ -615,7 +619,7 @@ impl Provider for OidcProvider {
                 }
             }
             RequestTokenError::Request(e) => ProviderError::Unavailable {
-                context: format!("token request failed: {}", error_chain(&e)),
+                context: format!("token request failed: {}", super::error_chain(&e)),
             },
             RequestTokenError::Parse(_, body) => ProviderError::Protocol {
                 reason: format!("token response is not valid JSON ({} bytes)", body.len()),
@@ -664,15 +668,17 @@ mod tests {
     fn provider(issuer: &str, google: bool) -> OidcProvider {
         let p = config::Provider {
             id: "google".into(),
-            kind: config::ProviderKind::Google,
+            kind: config::ProviderKind::Google {
+                issuer: issuer.into(),
+            },
             display_name: "Google".into(),
             client_id: "cid".into(),
             client_secret: ClientSecret::new("s".into()),
-            issuer: issuer.into(),
             scopes: vec!["email".into(), "openid".into()],
         };
         OidcProvider::new(
             &p,
+            issuer,
             url::Url::parse("https://app.example.com/oauth2/callback/google").unwrap(),
             reqwest::Client::new(),
             google,
