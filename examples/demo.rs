@@ -1,9 +1,9 @@
 //! The Portcullis demo: everything on loopback, nothing from the internet.
 //!
-//! Starts a sample app (it shows the identity headers it receives), a local
-//! stand-in for Google's OpenID provider (clearly labelled as a test
-//! provider, with an account chooser), and Portcullis itself — the real
-//! proxy, configured by the embedded `config/demo.toml`.
+//! Starts a sample app (it shows the identity headers it receives), local
+//! stand-ins for Google and X (clearly labelled as test providers, with
+//! account choosers), and Portcullis itself — the real proxy, configured by
+//! the embedded `config/demo.toml`.
 //!
 //!     cargo run --example demo        (or: make demo)
 //!
@@ -11,6 +11,8 @@
 
 #[path = "../tests/it/support/mock_google.rs"]
 mod mock_google;
+#[path = "../tests/it/support/mock_x.rs"]
+mod mock_x;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -52,11 +54,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (google, upstream) = rt.block_on(async {
+    let (google, x, upstream) = rt.block_on(async {
         let google = mock_google::start(CLIENT_ID, CLIENT_SECRET).await;
         google.register_redirect_uri(&format!("{public_url}/oauth2/callback/google"));
+        let x = mock_x::start(
+            "demo-x-client",
+            "demo-x-secret",
+            "demo-x-consumer",
+            "demo-x-consumer-secret",
+        )
+        .await;
+        x.register_redirect_uri(&format!("{public_url}/oauth2/callback/twitter"));
         let upstream = start_sample_app().await;
-        (google, upstream)
+        (google, x, upstream)
     });
 
     let env = |name: &str| -> Option<String> {
@@ -65,6 +75,7 @@ fn main() -> ExitCode {
             "DEMO_PUBLIC_URL" => Some(public_url.clone()),
             "DEMO_UPSTREAM_URL" => Some(format!("http://{upstream}")),
             "DEMO_GOOGLE_ISSUER" => Some(google.issuer().to_owned()),
+            "DEMO_X" => Some(x.base_url.clone()),
             "DEMO_SESSION_SECRET" => Some(SessionKey::generate().to_base64()),
             _ => None,
         }
@@ -87,16 +98,18 @@ fn main() -> ExitCode {
     println!("    open      {public_url}/");
     println!("    app       http://{upstream}  (the sample app; reach it through Portcullis)");
     println!(
-        "    provider  {}  (local test provider, NOT Google)",
+        "    google    {}  (local test provider, NOT Google)",
         google.issuer()
     );
+    println!("    x         {}  (local test provider, NOT X)", x.base_url);
     println!();
-    println!("  Sign in as Alice (verified email) or Bob (unverified: no X-User-Email).");
+    println!("  Google: Alice (verified email) or Bob (unverified: no X-User-Email).");
+    println!("  X: jack (with email) or a user without one.");
     println!("  Ctrl-C stops everything.");
     println!();
 
     // Keep the peers' runtime alive for as long as the proxy runs.
-    let _keep = (rt, google);
+    let _keep = (rt, google, x);
     match portcullis::server::run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

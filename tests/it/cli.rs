@@ -57,6 +57,7 @@ fn shipped_configs_pass_check() {
         ("DEMO_UPSTREAM_URL", "http://127.0.0.1:8080"),
         ("DEMO_SESSION_SECRET", SECRET),
         ("DEMO_GOOGLE_ISSUER", "http://127.0.0.1:9000"),
+        ("DEMO_X", "http://127.0.0.1:9001"),
         ("KEYCLOAK_CLIENT_SECRET", "k"),
         ("AUTH0_CLIENT_ID", "a"),
         ("AUTH0_CLIENT_SECRET", "a"),

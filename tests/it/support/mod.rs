@@ -3,5 +3,6 @@
 
 pub mod harness;
 pub mod mock_google;
+pub mod mock_x;
 pub mod oidc_peer;
 pub mod upstream;
