@@ -192,6 +192,20 @@ pub enum ProviderKind {
     Oidc { issuer: String },
     /// X (Twitter).
     Twitter(Box<Twitter>),
+    /// Facebook.
+    Facebook(Box<Facebook>),
+}
+
+/// Facebook's endpoints. Defaults are built from `api_version`; an override
+/// replaces the whole endpoint.
+#[derive(Debug)]
+pub struct Facebook {
+    /// `https://www.facebook.com/{api_version}/dialog/oauth`.
+    pub authorize_url: Url,
+    /// `https://graph.facebook.com/{api_version}/oauth/access_token`.
+    pub token_url: Url,
+    /// `https://graph.facebook.com/{api_version}/me`.
+    pub userinfo_url: Url,
 }
 
 /// `protocol` of `[providers.twitter]`.

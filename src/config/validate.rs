@@ -11,8 +11,8 @@ use url::{Host, Url};
 
 use super::reader::{Env, Issue, Reader, Section};
 use super::{
-    Access, HeaderNames, Provider, ProviderKind, SameSite, Server, Session, Settings, Tls, Twitter,
-    Upstream, XProtocol,
+    Access, Facebook, HeaderNames, Provider, ProviderKind, SameSite, Server, Session, Settings,
+    Tls, Twitter, Upstream, XProtocol,
 };
 use crate::session::seal::SessionKey;
 
@@ -28,6 +28,9 @@ const X_OAUTH1_REQUEST_TOKEN: &str = "https://api.x.com/oauth/request_token";
 const X_OAUTH1_AUTHORIZE: &str = "https://api.x.com/oauth/authenticate";
 const X_OAUTH1_ACCESS_TOKEN: &str = "https://api.x.com/oauth/access_token";
 const X_OAUTH1_USERINFO: &str = "https://api.x.com/1.1/account/verify_credentials.json";
+/// The current Graph API version (developers.facebook.com changelog, 2026-07).
+const FACEBOOK_API_VERSION: &str = "v26.0";
+const FACEBOOK_DEFAULT_SCOPES: [&str; 2] = ["email", "public_profile"];
 /// X's scopes for signing in; add "users.email" when the app has email access.
 const X_DEFAULT_SCOPES: [&str; 2] = ["users.read", "tweet.read"];
 
@@ -549,22 +552,13 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
         Google,
         Oidc,
         Twitter,
+        Facebook,
     }
     let kind = match kind_s.as_deref().unwrap_or(id) {
         "google" => Kind::Google,
         "oidc" => Kind::Oidc,
         "twitter" | "x" => Kind::Twitter,
-        "facebook" => {
-            r.issue(
-                if kind_s.is_some() {
-                    kind_key
-                } else {
-                    s.path().to_owned()
-                },
-                "the facebook provider is not available in this version yet",
-            );
-            return drain(s);
-        }
+        "facebook" => Kind::Facebook,
         other => {
             if kind_s.is_some() {
                 r.issue(
@@ -583,6 +577,7 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
     let display_name = r.string(s, "display_name").unwrap_or_else(|| match kind {
         Kind::Google => "Google".to_owned(),
         Kind::Twitter => "X".to_owned(),
+        Kind::Facebook => "Facebook".to_owned(),
         Kind::Oidc => id.to_owned(),
     });
     let client_id = r.required_string(s, "client_id");
@@ -626,6 +621,11 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
             let (twitter, scopes) = twitter(r, s)?;
             (ProviderKind::Twitter(Box::new(twitter)), scopes)
         }
+        Kind::Facebook => {
+            let facebook = facebook(r, s);
+            let scopes = scopes(r, s, &FACEBOOK_DEFAULT_SCOPES);
+            (ProviderKind::Facebook(Box::new(facebook?)), scopes)
+        }
     };
     if !id_ok {
         return None;
@@ -653,6 +653,55 @@ fn scopes(r: &mut Reader, s: &mut Section, default: &[&str]) -> Option<Vec<Strin
         return None;
     }
     Some(scopes)
+}
+
+/// `[providers.facebook]`: the Graph API version and the endpoints built from it.
+fn facebook(r: &mut Reader, s: &mut Section) -> Option<Facebook> {
+    let version_key = s.key("api_version");
+    let version = r
+        .string(s, "api_version")
+        .unwrap_or_else(|| FACEBOOK_API_VERSION.to_owned());
+    let version_ok = version
+        .strip_prefix('v')
+        .and_then(|v| v.split_once('.'))
+        .is_some_and(|(major, minor)| {
+            !major.is_empty()
+                && !minor.is_empty()
+                && major.bytes().all(|b| b.is_ascii_digit())
+                && minor.bytes().all(|b| b.is_ascii_digit())
+        });
+    if !version_ok {
+        r.issue(
+            version_key,
+            format!("{version:?} is not a Graph API version such as \"v26.0\""),
+        );
+        return None;
+    }
+    let mut url = |r: &mut Reader, key: &str, default: String| -> Option<Url> {
+        let path = s.key(key);
+        let v = r.string(s, key).unwrap_or(default);
+        endpoint_url(r, &path, &v)
+    };
+    let authorize_url = url(
+        r,
+        "authorize_url",
+        format!("https://www.facebook.com/{version}/dialog/oauth"),
+    );
+    let token_url = url(
+        r,
+        "token_url",
+        format!("https://graph.facebook.com/{version}/oauth/access_token"),
+    );
+    let userinfo_url = url(
+        r,
+        "userinfo_url",
+        format!("https://graph.facebook.com/{version}/me"),
+    );
+    Some(Facebook {
+        authorize_url: authorize_url?,
+        token_url: token_url?,
+        userinfo_url: userinfo_url?,
+    })
 }
 
 /// `[providers.twitter]`: the protocol, and each endpoint (X's by default).
@@ -943,6 +992,8 @@ client_secret = "${GOOGLE_SECRET}"
             ("[server]", "[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\nrequest_token_url = \"https://x.example/r\"\n[server]", "providers.twitter.request_token_url"),
             ("[server]", "[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\nprotocol = \"oauth1\"\nscopes = [\"users.read\"]\n[server]", "providers.twitter.scopes"),
             ("[server]", "[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\nissuer = \"https://x.com\"\n[server]", "providers.twitter.issuer"),
+            ("[server]", "[providers.facebook]\nclient_id = \"a\"\nclient_secret = \"b\"\napi_version = \"26\"\n[server]", "providers.facebook.api_version"),
+            ("[server]", "[providers.facebook]\nclient_id = \"a\"\nclient_secret = \"b\"\nprotocol = \"oauth1\"\n[server]", "providers.facebook.protocol"),
             (
                 "[server]",
                 "[access]\nskip_auth = [\"GET (\"]\n[server]",
@@ -1046,6 +1097,40 @@ client_secret = "${GOOGLE_SECRET}"
             x.userinfo_url.as_str(),
             "https://api.x.com/1.1/account/verify_credentials.json"
         );
+    }
+
+    #[test]
+    fn facebook_endpoints_follow_the_api_version() {
+        use super::super::ProviderKind;
+        let text = good() + "\n[providers.facebook]\nclient_id = \"a\"\nclient_secret = \"b\"\n";
+        let s = parse(&text, &env).expect("valid");
+        let ProviderKind::Facebook(f) = &s.providers[1].kind else {
+            panic!("not facebook")
+        };
+        assert_eq!(
+            f.authorize_url.as_str(),
+            "https://www.facebook.com/v26.0/dialog/oauth"
+        );
+        assert_eq!(
+            f.token_url.as_str(),
+            "https://graph.facebook.com/v26.0/oauth/access_token"
+        );
+        assert_eq!(
+            f.userinfo_url.as_str(),
+            "https://graph.facebook.com/v26.0/me"
+        );
+        assert_eq!(s.providers[1].scopes, vec!["email", "public_profile"]);
+        let text = good()
+            + "\n[providers.facebook]\nclient_id = \"a\"\nclient_secret = \"b\"\napi_version = \"v27.1\"\ntoken_url = \"http://127.0.0.1:9/t\"\n";
+        let s = parse(&text, &env).expect("valid");
+        let ProviderKind::Facebook(f) = &s.providers[1].kind else {
+            panic!("not facebook")
+        };
+        assert_eq!(
+            f.authorize_url.as_str(),
+            "https://www.facebook.com/v27.1/dialog/oauth"
+        );
+        assert_eq!(f.token_url.as_str(), "http://127.0.0.1:9/t");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Identity providers: a small trait, the errors they end in, and the
 //! construction of every configured provider.
 
+mod facebook;
 mod id_token;
 pub mod oauth1;
 mod oidc;
@@ -17,6 +18,7 @@ use crate::identity::Identity;
 use crate::pages::Logo;
 use crate::session::login_state::LoginState;
 
+pub use facebook::{appsecret_proof, FacebookProvider};
 pub use oidc::OidcProvider;
 pub use twitter::TwitterProvider;
 
@@ -173,6 +175,9 @@ impl Providers {
                 ProviderKind::Twitter(x) => {
                     Arc::new(TwitterProvider::new(p, x, redirect, http.clone()))
                 }
+                ProviderKind::Facebook(fb) => {
+                    Arc::new(FacebookProvider::new(p, fb, redirect, http.clone()))
+                }
             };
             list.push(provider);
         }
@@ -260,4 +265,12 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Provider error codes are logged and shown: keep them to a short token.
+pub(crate) fn error_code(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+        .take(64)
+        .collect()
 }

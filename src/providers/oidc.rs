@@ -527,14 +527,6 @@ fn max_age(value: &str) -> Option<Duration> {
     })
 }
 
-/// Provider error codes are logged and shown: keep them to a short token.
-fn error_code(raw: &str) -> String {
-    raw.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
-        .take(64)
-        .collect()
-}
-
 #[async_trait]
 impl Provider for OidcProvider {
     fn id(&self) -> &str {
@@ -579,7 +571,7 @@ impl Provider for OidcProvider {
         params: &CallbackParams,
     ) -> Result<Identity, ProviderError> {
         if let Some(error) = params.get("error") {
-            let code = error_code(error);
+            let code = super::error_code(error);
             return Err(if code == "access_denied" {
                 ProviderError::Denied { code }
             } else {
@@ -605,7 +597,7 @@ impl Provider for OidcProvider {
         }
         let token = req.request_async(&self.http).await.map_err(|e| match e {
             RequestTokenError::ServerResponse(r) => {
-                let code = error_code(r.error().as_ref());
+                let code = super::error_code(r.error().as_ref());
                 // RFC 6749 §5.2 has no 5xx codes; providers use these for outages.
                 if matches!(
                     code.as_str(),

@@ -123,7 +123,7 @@ impl TwitterProvider {
         params: &CallbackParams,
     ) -> Result<Identity, ProviderError> {
         if let Some(error) = params.get("error") {
-            let code = error_code(error);
+            let code = super::error_code(error);
             return Err(if code == "access_denied" {
                 ProviderError::Denied { code }
             } else {
@@ -142,7 +142,7 @@ impl TwitterProvider {
             .await
             .map_err(|e| match e {
                 RequestTokenError::ServerResponse(r) => {
-                    let code = error_code(r.error().as_ref());
+                    let code = super::error_code(r.error().as_ref());
                     ProviderError::Rejected {
                         // X answers a bad client secret with unauthorized_client.
                         code: if code == "unauthorized_client" {
@@ -429,13 +429,6 @@ fn unix_time() -> u64 {
         .unwrap_or(0)
 }
 
-fn error_code(raw: &str) -> String {
-    raw.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
-        .take(64)
-        .collect()
-}
-
 /// Reads an X API answer: the body on success; X's error shapes otherwise
 /// (v1.1 `{"errors":[{"code","message"}]}`, v2 problem `{"title","status"}`).
 async fn read_api(
@@ -487,7 +480,7 @@ async fn read_api(
             None => format!("http_{}", status.as_u16()),
         }
     } else if let Ok(v2) = serde_json::from_slice::<V2>(&body) {
-        error_code(&v2.title.replace(' ', "_").to_ascii_lowercase())
+        super::error_code(&v2.title.replace(' ', "_").to_ascii_lowercase())
     } else if status == reqwest::StatusCode::UNAUTHORIZED && what == "oauth/request_token" {
         "invalid_client".to_owned()
     } else {
