@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use oauth2::basic::{BasicClient, BasicTokenResponse};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, RedirectUrl, RequestTokenError, Scope, TokenResponse as _, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, RedirectUrl, Scope,
+    TokenResponse as _, TokenUrl,
 };
 use serde::Deserialize;
 use sha2::Sha256;
@@ -26,18 +26,7 @@ use crate::identity::Identity;
 use crate::pages::Logo;
 use crate::session::login_state::LoginState;
 
-type Client = oauth2::Client<
-    oauth2::basic::BasicErrorResponse,
-    BasicTokenResponse,
-    oauth2::basic::BasicTokenIntrospectionResponse,
-    oauth2::StandardRevocableToken,
-    oauth2::basic::BasicRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointSet,
->;
+type Client = super::OAuth2Client<BasicTokenResponse>;
 
 /// The fields asked of `/me`.
 const ME_FIELDS: &str = "id,name,email,picture";
@@ -208,19 +197,10 @@ impl Provider for FacebookProvider {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .request_async(&self.http)
             .await
-            .map_err(|e| match e {
-                RequestTokenError::ServerResponse(r) => ProviderError::Rejected {
-                    code: super::error_code(r.error().as_ref()),
-                },
-                RequestTokenError::Request(e) => ProviderError::Unavailable {
-                    context: format!("token request failed: {}", super::error_chain(&e)),
-                },
+            .map_err(|e| {
                 // Facebook's errors are Graph error objects, which the
                 // oauth2 crate cannot parse as RFC 6749 errors.
-                RequestTokenError::Parse(_, body) => {
-                    self.graph_error("oauth/access_token", 400, &body)
-                }
-                RequestTokenError::Other(m) => ProviderError::Protocol { reason: m },
+                super::token_error(e, |body| self.graph_error("oauth/access_token", 400, body))
             })?;
         let access = token.access_token().secret();
         let mut url = self.userinfo.clone();

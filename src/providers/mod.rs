@@ -255,6 +255,59 @@ pub fn clean(value: Option<&str>) -> Option<String> {
     Some(v[..end].to_owned())
 }
 
+/// An OAuth 2.0 client with authorization and token endpoints set, for a
+/// token response type `TR` (plain for X and Facebook, with `id_token` for OIDC).
+pub(crate) type OAuth2Client<TR> = oauth2::Client<
+    oauth2::basic::BasicErrorResponse,
+    TR,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    oauth2::StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+    oauth2::EndpointSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+/// A token-endpoint failure as a provider error. RFC 6749 error codes are
+/// kept (`unauthorized_client`, which X answers to a bad secret, counts as
+/// `invalid_client`; the outage codes as unavailable); a body the oauth2
+/// crate could not parse goes to `unparsed` (Facebook's Graph errors).
+pub(crate) fn token_error<RE: std::error::Error + 'static>(
+    e: oauth2::RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
+    unparsed: impl FnOnce(&[u8]) -> ProviderError,
+) -> ProviderError {
+    match e {
+        oauth2::RequestTokenError::ServerResponse(r) => {
+            let code = error_code(r.error().as_ref());
+            match code.as_str() {
+                "server_error" | "temporarily_unavailable" | "internal_failure" => {
+                    ProviderError::Unavailable {
+                        context: format!("token endpoint answered {code}"),
+                    }
+                }
+                "unauthorized_client" => ProviderError::Rejected {
+                    code: "invalid_client".into(),
+                },
+                _ => ProviderError::Rejected { code },
+            }
+        }
+        oauth2::RequestTokenError::Request(e) => ProviderError::Unavailable {
+            context: format!("token request failed: {}", error_chain(&e)),
+        },
+        oauth2::RequestTokenError::Parse(_, body) => unparsed(&body),
+        oauth2::RequestTokenError::Other(m) => ProviderError::Protocol { reason: m },
+    }
+}
+
+/// For providers whose errors are RFC 6749 JSON: an unparsable body is a protocol error.
+pub(crate) fn unparsable_token_response(body: &[u8]) -> ProviderError {
+    ProviderError::Protocol {
+        reason: format!("token response is not valid JSON ({} bytes)", body.len()),
+    }
+}
+
 /// An error and its causes on one line (no secrets: these are transport errors).
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

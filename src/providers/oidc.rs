@@ -8,15 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use oauth2::basic::{
-    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
-    BasicTokenType,
-};
+use oauth2::basic::BasicTokenType;
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse as _,
-    TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, ExtraTokenFields,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, StandardTokenResponse,
+    TokenResponse as _, TokenUrl,
 };
 use openidconnect::core::{
     CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
@@ -86,18 +82,7 @@ impl ExtraTokenFields for IdTokenField {}
 
 type TokenResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
 
-type Client = oauth2::Client<
-    BasicErrorResponse,
-    TokenResponse,
-    BasicTokenIntrospectionResponse,
-    StandardRevocableToken,
-    BasicRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointSet,
->;
+type Client = super::OAuth2Client<TokenResponse>;
 
 /// What discovery told us, with the client built from it and the keys.
 struct Discovered {
@@ -595,29 +580,10 @@ impl Provider for OidcProvider {
         if d.pkce {
             req = req.set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()));
         }
-        let token = req.request_async(&self.http).await.map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => {
-                let code = super::error_code(r.error().as_ref());
-                // RFC 6749 §5.2 has no 5xx codes; providers use these for outages.
-                if matches!(
-                    code.as_str(),
-                    "server_error" | "temporarily_unavailable" | "internal_failure"
-                ) {
-                    ProviderError::Unavailable {
-                        context: format!("token endpoint answered {code}"),
-                    }
-                } else {
-                    ProviderError::Rejected { code }
-                }
-            }
-            RequestTokenError::Request(e) => ProviderError::Unavailable {
-                context: format!("token request failed: {}", super::error_chain(&e)),
-            },
-            RequestTokenError::Parse(_, body) => ProviderError::Protocol {
-                reason: format!("token response is not valid JSON ({} bytes)", body.len()),
-            },
-            RequestTokenError::Other(m) => ProviderError::Protocol { reason: m },
-        })?;
+        let token = req
+            .request_async(&self.http)
+            .await
+            .map_err(|e| super::token_error(e, super::unparsable_token_response))?;
         let raw =
             token
                 .extra_fields()

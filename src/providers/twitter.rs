@@ -16,9 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use oauth2::basic::{BasicClient, BasicTokenResponse};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
-    TokenResponse as _, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _, TokenUrl,
 };
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
@@ -31,18 +30,7 @@ use crate::identity::Identity;
 use crate::pages::Logo;
 use crate::session::login_state::LoginState;
 
-type Client = oauth2::Client<
-    oauth2::basic::BasicErrorResponse,
-    BasicTokenResponse,
-    oauth2::basic::BasicTokenIntrospectionResponse,
-    oauth2::StandardRevocableToken,
-    oauth2::basic::BasicRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointSet,
->;
+type Client = super::OAuth2Client<BasicTokenResponse>;
 
 /// The scope that lets `/2/users/me` return `confirmed_email`.
 const EMAIL_SCOPE: &str = "users.email";
@@ -140,26 +128,7 @@ impl TwitterProvider {
             .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()))
             .request_async(&self.http)
             .await
-            .map_err(|e| match e {
-                RequestTokenError::ServerResponse(r) => {
-                    let code = super::error_code(r.error().as_ref());
-                    ProviderError::Rejected {
-                        // X answers a bad client secret with unauthorized_client.
-                        code: if code == "unauthorized_client" {
-                            "invalid_client".to_owned()
-                        } else {
-                            code
-                        },
-                    }
-                }
-                RequestTokenError::Request(e) => ProviderError::Unavailable {
-                    context: format!("token request failed: {}", super::error_chain(&e)),
-                },
-                RequestTokenError::Parse(_, body) => ProviderError::Protocol {
-                    reason: format!("token response is not valid JSON ({} bytes)", body.len()),
-                },
-                RequestTokenError::Other(m) => ProviderError::Protocol { reason: m },
-            })?;
+            .map_err(|e| super::token_error(e, super::unparsable_token_response))?;
 
         let mut url = self.endpoints.userinfo.clone();
         let fields = if self.wants_email {
@@ -214,6 +183,33 @@ impl TwitterProvider {
         }
     }
 
+    /// Sends an OAuth 1.0a-signed request and reads X's answer.
+    async fn signed(
+        &self,
+        method: reqwest::Method,
+        url: &Url,
+        creds: &Credentials<'_>,
+        extra: &[(&str, &str)],
+        what: &str,
+    ) -> Result<bytes::Bytes, ProviderError> {
+        let header = oauth1::authorization_header(
+            method.as_str(),
+            url,
+            &[],
+            creds,
+            extra,
+            &oauth1::nonce(),
+            unix_time(),
+        );
+        let resp = self
+            .http
+            .request(method, url.as_str())
+            .header(http::header::AUTHORIZATION, header)
+            .send()
+            .await;
+        read_api(resp, what).await
+    }
+
     async fn start_oauth1(&self, login: &mut LoginState) -> Result<Url, ProviderError> {
         // X appends oauth_token and oauth_verifier to this URL's query; the
         // state finds this login's cookie again.
@@ -221,23 +217,15 @@ impl TwitterProvider {
         callback
             .query_pairs_mut()
             .append_pair("state", &login.state);
-        let url = &self.endpoints.request_token;
-        let header = oauth1::authorization_header(
-            "POST",
-            url,
-            &[],
-            &self.consumer(),
-            &[("oauth_callback", callback.as_str())],
-            &oauth1::nonce(),
-            unix_time(),
-        );
-        let resp = self
-            .http
-            .post(url.as_str())
-            .header(http::header::AUTHORIZATION, header)
-            .send()
-            .await;
-        let body = read_api(resp, "oauth/request_token").await?;
+        let body = self
+            .signed(
+                reqwest::Method::POST,
+                &self.endpoints.request_token,
+                &self.consumer(),
+                &[("oauth_callback", callback.as_str())],
+                "oauth/request_token",
+            )
+            .await?;
         let form = parse_form(&body);
         let token = form_value(&form, "oauth_token")?;
         let secret = form_value(&form, "oauth_token_secret")?;
@@ -288,28 +276,20 @@ impl TwitterProvider {
             .get("oauth_verifier")
             .filter(|v| !v.is_empty())
             .ok_or(ProviderError::MissingCode)?;
-        let url = &self.endpoints.access_token;
         let creds = Credentials {
             token: Some(request_token),
             token_secret: Some(request_secret),
             ..self.consumer()
         };
-        let header = oauth1::authorization_header(
-            "POST",
-            url,
-            &[],
-            &creds,
-            &[("oauth_verifier", verifier)],
-            &oauth1::nonce(),
-            unix_time(),
-        );
-        let resp = self
-            .http
-            .post(url.as_str())
-            .header(http::header::AUTHORIZATION, header)
-            .send()
-            .await;
-        let body = read_api(resp, "oauth/access_token").await?;
+        let body = self
+            .signed(
+                reqwest::Method::POST,
+                &self.endpoints.access_token,
+                &creds,
+                &[("oauth_verifier", verifier)],
+                "oauth/access_token",
+            )
+            .await?;
         let form = parse_form(&body);
         let token = form_value(&form, "oauth_token")?.to_owned();
         let secret = form_value(&form, "oauth_token_secret")?.to_owned();
@@ -323,22 +303,15 @@ impl TwitterProvider {
             token_secret: Some(&secret),
             ..self.consumer()
         };
-        let header = oauth1::authorization_header(
-            "GET",
-            &url,
-            &[],
-            &creds,
-            &[],
-            &oauth1::nonce(),
-            unix_time(),
-        );
-        let resp = self
-            .http
-            .get(url.as_str())
-            .header(http::header::AUTHORIZATION, header)
-            .send()
-            .await;
-        let body = read_api(resp, "account/verify_credentials").await?;
+        let body = self
+            .signed(
+                reqwest::Method::GET,
+                &url,
+                &creds,
+                &[],
+                "account/verify_credentials",
+            )
+            .await?;
         #[derive(Deserialize)]
         struct Account {
             id_str: String,

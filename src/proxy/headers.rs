@@ -65,11 +65,16 @@ impl IdentityHeaders {
         }
     }
 
-    /// Adds the identity (absent values are absent headers, never empty).
-    pub fn inject(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
+    /// Calls `f` with each identity header to send: absent values are
+    /// absent headers, never empty ones.
+    fn each<E>(
+        &self,
+        id: &Identity,
+        mut f: impl FnMut(&HeaderName, HeaderValue) -> Result<(), E>,
+    ) -> Result<(), E> {
         let n = &self.names;
-        req.insert_header(n.user.clone(), value(&id.user()))?;
-        req.insert_header(n.provider.clone(), value(&id.provider))?;
+        f(&n.user, value(&id.user()))?;
+        f(&n.provider, value(&id.provider))?;
         for (name, v) in [
             (&n.email, &id.email),
             (&n.name, &id.name),
@@ -77,29 +82,24 @@ impl IdentityHeaders {
             (&n.picture, &id.picture),
         ] {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                req.insert_header(name.clone(), value(v))?;
+                f(name, value(v))?;
             }
         }
         Ok(())
     }
 
+    /// Adds the identity to a request going upstream.
+    pub fn inject(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
+        self.each(id, |name, v| req.insert_header(name.clone(), v))
+    }
+
     /// The identity as response headers (forward-auth `/oauth2/auth`).
-    pub fn pairs<'a>(&'a self, id: &'a Identity) -> Vec<(HeaderName, HeaderValue)> {
-        let n = &self.names;
-        let mut out = vec![
-            (n.user.clone(), value(&id.user())),
-            (n.provider.clone(), value(&id.provider)),
-        ];
-        for (name, v) in [
-            (&n.email, &id.email),
-            (&n.name, &id.name),
-            (&n.login, &id.login),
-            (&n.picture, &id.picture),
-        ] {
-            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                out.push((name.clone(), value(v)));
-            }
-        }
+    pub fn pairs(&self, id: &Identity) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(6);
+        let _ = self.each(id, |name, v| {
+            out.push((name.clone(), v));
+            Ok::<(), std::convert::Infallible>(())
+        });
         out
     }
 }
