@@ -1,0 +1,98 @@
+//! Criterion benchmarks of what every authenticated request pays for:
+//! finding and opening the session cookie, stripping forged headers and
+//! injecting the identity, and matching public routes.
+//!
+//!     cargo bench --bench hot_path
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderName, Method};
+use pingora::http::RequestHeader;
+
+use portcullis::auth::skip::{is_skipped, SkipRule};
+use portcullis::config::HeaderNames;
+use portcullis::identity::Identity;
+use portcullis::proxy::headers::IdentityHeaders;
+use portcullis::session::{cookie, Sealer, SessionCodec, SessionKey};
+
+fn identity() -> Identity {
+    Identity {
+        provider: "google".into(),
+        subject: "110169484474386276334".into(),
+        email: Some("alice@example.com".into()),
+        name: Some("Alice Example".into()),
+        login: None,
+        picture: Some("https://lh3.googleusercontent.com/a/ACg8ocK-example=s96-c".into()),
+    }
+}
+
+fn session(c: &mut Criterion) {
+    let codec = SessionCodec::new(Sealer::new(&SessionKey::generate(), &[]));
+    let sealed = codec.seal_identity("_portcullis", &identity(), Duration::from_secs(3600));
+    // A realistic Cookie header: analytics cookies around ours.
+    let header = format!(
+        "_ga=GA1.1.123456789.1700000000; theme=dark; _portcullis={sealed}; csrftoken=abcdef0123456789"
+    );
+    c.bench_function("session: find cookie + open + decode", |b| {
+        b.iter(|| {
+            let value = cookie::find_split([header.as_bytes()], "_portcullis").unwrap();
+            black_box(codec.open_identity("_portcullis", &value))
+        })
+    });
+    c.bench_function("session: seal (sign-in only)", |b| {
+        let id = identity();
+        b.iter(|| black_box(codec.seal_identity("_portcullis", &id, Duration::from_secs(3600))))
+    });
+}
+
+fn headers(c: &mut Criterion) {
+    let h = IdentityHeaders::new(HeaderNames {
+        user: HeaderName::from_static("x-user"),
+        provider: HeaderName::from_static("x-user-provider"),
+        email: HeaderName::from_static("x-user-email"),
+        name: HeaderName::from_static("x-user-name"),
+        login: HeaderName::from_static("x-user-login"),
+        picture: HeaderName::from_static("x-user-picture"),
+    });
+    let id = identity();
+    let mut base = RequestHeader::build("GET", b"/dashboard?tab=2", None).unwrap();
+    for (k, v) in [
+        ("host", "app.example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+        ),
+        ("accept", "text/html,application/xhtml+xml"),
+        ("accept-language", "en-GB,en;q=0.9"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("cookie", "a=b"),
+    ] {
+        base.append_header(k, v).unwrap();
+    }
+    c.bench_function("headers: strip forged + inject identity", |b| {
+        b.iter(|| {
+            let mut req = base.clone();
+            h.strip(&mut req);
+            h.inject(&mut req, &id).unwrap();
+            black_box(req)
+        })
+    });
+}
+
+fn routes(c: &mut Criterion) {
+    let rules: Vec<SkipRule> = ["^/public/", "GET ^/healthz$", "^/static/.*\\.(css|js)$"]
+        .iter()
+        .map(|r| SkipRule::parse(r).unwrap())
+        .collect();
+    c.bench_function("routes: skip_auth miss (3 rules)", |b| {
+        b.iter(|| black_box(is_skipped(&rules, &Method::GET, "/dashboard/reports/2026")))
+    });
+    c.bench_function("routes: skip_auth on an encoded path", |b| {
+        b.iter(|| black_box(is_skipped(&rules, &Method::GET, "/public/a%20b/../c")))
+    });
+}
+
+criterion_group!(benches, session, headers, routes);
+criterion_main!(benches);
