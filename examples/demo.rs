@@ -1,7 +1,7 @@
 //! The Portcullis demo: everything on loopback, nothing from the internet.
 //!
 //! Starts a sample app (it shows the identity headers it receives), local
-//! stand-ins for Google and X (clearly labelled as test providers, with
+//! stand-ins for Google, X and Facebook (clearly labelled as test providers, with
 //! account choosers), and Portcullis itself — the real proxy, configured by
 //! the embedded `config/demo.toml`.
 //!
@@ -9,6 +9,8 @@
 //!
 //! Then open the printed URL. `PORTCULLIS_DEMO_PORT` picks another port than 4180.
 
+#[path = "../tests/it/support/mock_facebook.rs"]
+mod mock_facebook;
 #[path = "../tests/it/support/mock_google.rs"]
 mod mock_google;
 #[path = "../tests/it/support/mock_x.rs"]
@@ -54,7 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (google, x, upstream) = rt.block_on(async {
+    let (google, x, facebook, upstream) = rt.block_on(async {
         let google = mock_google::start(CLIENT_ID, CLIENT_SECRET).await;
         google.register_redirect_uri(&format!("{public_url}/oauth2/callback/google"));
         let x = mock_x::start(
@@ -65,8 +67,10 @@ fn main() -> ExitCode {
         )
         .await;
         x.register_redirect_uri(&format!("{public_url}/oauth2/callback/twitter"));
+        let facebook = mock_facebook::start("4242424242", "demo-facebook-secret").await;
+        facebook.register_redirect_uri(&format!("{public_url}/oauth2/callback/facebook"));
         let upstream = start_sample_app().await;
-        (google, x, upstream)
+        (google, x, facebook, upstream)
     });
 
     let env = |name: &str| -> Option<String> {
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
             "DEMO_UPSTREAM_URL" => Some(format!("http://{upstream}")),
             "DEMO_GOOGLE_ISSUER" => Some(google.issuer().to_owned()),
             "DEMO_X" => Some(x.base_url.clone()),
+            "DEMO_FACEBOOK" => Some(facebook.base_url.clone()),
             "DEMO_SESSION_SECRET" => Some(SessionKey::generate().to_base64()),
             _ => None,
         }
@@ -102,14 +107,19 @@ fn main() -> ExitCode {
         google.issuer()
     );
     println!("    x         {}  (local test provider, NOT X)", x.base_url);
+    println!(
+        "    facebook  {}  (local test provider, NOT Facebook)",
+        facebook.base_url
+    );
     println!();
     println!("  Google: Alice (verified email) or Bob (unverified: no X-User-Email).");
     println!("  X: jack (with email) or a user without one.");
+    println!("  Facebook: Alice (with email) or a phone-only account.");
     println!("  Ctrl-C stops everything.");
     println!();
 
     // Keep the peers' runtime alive for as long as the proxy runs.
-    let _keep = (rt, google, x);
+    let _keep = (rt, google, x, facebook);
     match portcullis::server::run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -72,6 +72,8 @@ struct GraphErrorBody {
     kind: Option<String>,
     #[serde(default)]
     fbtrace_id: Option<String>,
+    #[serde(default)]
+    is_transient: Option<bool>,
 }
 
 impl FacebookProvider {
@@ -102,14 +104,15 @@ impl FacebookProvider {
     /// code and trace id.
     fn graph_error(&self, what: &str, status: u16, body: &[u8]) -> ProviderError {
         let parsed = serde_json::from_slice::<GraphError>(body).ok();
-        let (code, subcode, kind, trace) = match &parsed {
+        let (code, subcode, kind, trace, transient) = match &parsed {
             Some(g) => (
                 g.error.code,
                 g.error.error_subcode,
                 g.error.kind.as_deref().unwrap_or("-"),
                 g.error.fbtrace_id.as_deref().unwrap_or("-"),
+                g.error.is_transient.unwrap_or(false),
             ),
-            None => (None, None, "-", "-"),
+            None => (None, None, "-", "-", false),
         };
         tracing::warn!(
             provider = %self.id,
@@ -121,9 +124,11 @@ impl FacebookProvider {
             fbtrace_id = %trace.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').take(40).collect::<String>(),
             "Facebook answered with an error"
         );
-        if status >= 500 {
+        // 2 "temporary issue", 4/17/32/613 rate limits (Graph API "Handling
+        // Errors"), or anything Facebook marks transient: an outage, not a refusal.
+        if status >= 500 || transient || matches!(code, Some(2 | 4 | 17 | 32 | 613)) {
             return ProviderError::Unavailable {
-                context: format!("{what}: HTTP {status}"),
+                context: format!("{what}: Facebook error {}", code.unwrap_or(0)),
             };
         }
         match code {

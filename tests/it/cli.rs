@@ -58,6 +58,7 @@ fn shipped_configs_pass_check() {
         ("DEMO_SESSION_SECRET", SECRET),
         ("DEMO_GOOGLE_ISSUER", "http://127.0.0.1:9000"),
         ("DEMO_X", "http://127.0.0.1:9001"),
+        ("DEMO_FACEBOOK", "http://127.0.0.1:9002"),
         ("KEYCLOAK_CLIENT_SECRET", "k"),
         ("AUTH0_CLIENT_ID", "a"),
         ("AUTH0_CLIENT_SECRET", "a"),

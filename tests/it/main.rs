@@ -5,7 +5,9 @@ mod support;
 
 mod cli;
 mod common;
+mod facebook;
 mod login;
+mod mock_facebook_selftest;
 mod mock_selftest;
 mod mock_x_selftest;
 mod oidc;

@@ -2,6 +2,7 @@
 //! harness that runs the real `portcullis` binary and drives it like a browser.
 
 pub mod harness;
+pub mod mock_facebook;
 pub mod mock_google;
 pub mod mock_x;
 pub mod oidc_peer;
