@@ -464,7 +464,19 @@ impl Portcullis {
                 }
                 None => {
                     ctx.outcome = "auth_unauthenticated";
-                    unauthenticated_json()
+                    // The original URI (set by the front proxy) is used for
+                    // one thing only: the return path offered for signing
+                    // in. It never takes part in a decision.
+                    let req = session.req_header();
+                    let original = ["x-forwarded-uri", "x-original-uri"]
+                        .iter()
+                        .find_map(|h| req.headers.get(*h).and_then(|v| v.to_str().ok()))
+                        .unwrap_or("/");
+                    let body = serde_json::json!({
+                        "error": "unauthenticated",
+                        "sign_in": flow::sign_in_location(original),
+                    });
+                    Reply::json(401, body.to_string())
                 }
             },
             Route::NotFound | Route::Upstream => not_found(),

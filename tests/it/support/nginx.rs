@@ -174,12 +174,15 @@ pub fn render_example(listen_port: u16, portcullis: &str, app: &str) -> String {
 /// rendered example inside `http {}`.
 pub fn config(dir: &Path, listen_port: u16, portcullis: &str, app: &str) -> String {
     let dir = dir.display();
-    let user = if running_as_root() { "user root;\n" } else { "" };
+    let user = if running_as_root() {
+        "user root;\n"
+    } else {
+        ""
+    };
     // Every temp directory of a compiled-in module must be writable, or nginx refuses to start.
     let build = build_info().unwrap_or_default();
-    let mut temp_paths = format!(
-        "    client_body_temp_path {dir}/client_body;\n    proxy_temp_path {dir}/proxy;\n"
-    );
+    let mut temp_paths =
+        format!("    client_body_temp_path {dir}/client_body;\n    proxy_temp_path {dir}/proxy;\n");
     for module in ["fastcgi", "uwsgi", "scgi"] {
         if !build.contains(&format!("--without-http_{module}_module")) {
             temp_paths.push_str(&format!("    {module}_temp_path {dir}/{module};\n"));
