@@ -38,6 +38,17 @@ const SIGN_IN_PATH: &str = "/oauth2/sign_in";
 /// `rd` must already be a safe return path; it is percent-encoded for the
 /// query and HTML-escaped here, as are the id and the display names.
 pub fn sign_in_page(app_name: Option<&str>, buttons: &[ProviderButton<'_>], rd: &str) -> String {
+    sign_in_page_for(app_name, buttons, rd, None)
+}
+
+/// The picker for someone who may already be signed in (`signed_in_as`):
+/// it then also says as whom, with a sign-out button (a POST form).
+pub fn sign_in_page_for(
+    app_name: Option<&str>,
+    buttons: &[ProviderButton<'_>],
+    rd: &str,
+    signed_in_as: Option<&str>,
+) -> String {
     let (title, lead) = match app_name {
         Some(app) => (
             format!("Sign in \u{b7} {app}"),
@@ -65,8 +76,18 @@ pub fn sign_in_page(app_name: Option<&str>, buttons: &[ProviderButton<'_>], rd: 
         list.push_str("</ul>\n");
         list
     };
+    let signed_in = match signed_in_as {
+        Some(who) => format!(
+            "<div class=\"actions\">\n<p class=\"lead\">You are signed in as <strong>{}</strong>.</p>\n\
+             <form method=\"post\" action=\"{}\">\
+             <button class=\"btn\" type=\"submit\">Sign out</button></form>\n</div>\n",
+            escape(who),
+            escape(&format!("/oauth2/sign_out?rd={}", encode_query_value(SIGN_IN_PATH))),
+        ),
+        None => String::new(),
+    };
     let card = format!(
-        "{mark}\n<h1>Sign in</h1>\n<p class=\"lead\">{lead}</p>\n{list}",
+        "{mark}\n<h1>Sign in</h1>\n<p class=\"lead\">{lead}</p>\n{list}{signed_in}",
         mark = logos::MARK,
     );
     page(&title, &card)
@@ -127,6 +148,17 @@ pub fn forbidden_page(who: &str, sign_out_action: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn picker_offers_sign_out_when_signed_in() {
+        let page = sign_in_page_for(None, &buttons(), "/", Some("<alice@example.com>"));
+        assert!(
+            page.contains("signed in as <strong>&lt;alice@example.com&gt;</strong>"),
+            "{page}"
+        );
+        assert!(page.contains("action=\"/oauth2/sign_out?rd="), "{page}");
+        assert!(!sign_in_page(None, &buttons(), "/").contains("sign_out"));
+    }
 
     const HOSTILE: &str = "\"><script>alert(1)</script>";
 

@@ -368,7 +368,13 @@ impl Portcullis {
                         logo: p.logo(),
                     })
                     .collect();
-                Reply::html(200, pages::sign_in_page(None, &buttons, &rd))
+                let who = app
+                    .read_session(session.req_header())
+                    .map(|id| display_who(&id));
+                Reply::html(
+                    200,
+                    pages::sign_in_page_for(None, &buttons, &rd, who.as_deref()),
+                )
             }
             Route::Start(id) if get_like => {
                 ctx.outcome = "start";
@@ -606,13 +612,17 @@ fn internal_error() -> Reply {
     )
 }
 
-fn forbidden(id: &Identity, rd: &str) -> Reply {
-    let who = id
-        .email
+/// How a person is named on our pages: email, else handle, else name, else X-User.
+fn display_who(id: &Identity) -> String {
+    id.email
         .clone()
         .or_else(|| id.login.clone())
         .or_else(|| id.name.clone())
-        .unwrap_or_else(|| id.user());
+        .unwrap_or_else(|| id.user())
+}
+
+fn forbidden(id: &Identity, rd: &str) -> Reply {
+    let who = display_who(id);
     let action = flow::with_rd("/oauth2/sign_out", &flow::with_rd(flow::SIGN_IN, rd));
     Reply::html(403, pages::forbidden_page(&who, &action))
 }

@@ -146,7 +146,7 @@ async fn signs_in_with_and_without_email_and_always_sends_appsecret_proof() {
 }
 
 #[tokio::test]
-async fn denial_and_error_code_callbacks_end_on_error_pages() {
+async fn security_17_denial_and_error_code_callbacks_end_on_error_pages() {
     let w = FbWorld::start().await;
 
     // error=access_denied&error_reason=user_denied...

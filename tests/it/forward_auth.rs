@@ -61,6 +61,10 @@ impl Front {
                 config.replace(&own, &format!("public_url = \"{public_url}\""))
             })
             .await;
+            if portcullis.port == port {
+                // Portcullis was given the port reserved for nginx: start over.
+                continue;
+            }
             let portcullis_addr = format!("127.0.0.1:{}", portcullis.port);
             match nginx::start_at(port, &portcullis_addr, &app.addr.to_string()).await {
                 Ok(nginx) => {

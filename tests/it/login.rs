@@ -82,6 +82,14 @@ async fn full_login_reaches_the_upstream_with_identity_headers() {
     assert_eq!(info["email"], "alice@example.com");
     assert_eq!(info["name"], "Alice Example");
 
+    // The picker knows who is signed in and offers a sign-out button.
+    let picker = b.get(&w.url("/oauth2/sign_in")).await.text().await.unwrap();
+    assert!(
+        picker.contains("signed in as <strong>alice@example.com</strong>"),
+        "{picker}"
+    );
+    assert!(picker.contains("action=\"/oauth2/sign_out?rd="), "{picker}");
+
     // Sign-out clears it: the next visit goes back to the picker.
     let out = b.get(&w.url("/oauth2/sign_out")).await;
     assert_eq!(out.status(), StatusCode::FOUND);
@@ -162,7 +170,7 @@ async fn security_12_bad_id_tokens_are_rejected() {
 }
 
 #[tokio::test]
-async fn denial_at_the_provider_ends_on_a_clean_error_page() {
+async fn security_17_denial_at_the_provider_ends_on_a_clean_error_page() {
     let w = World::start("").await;
     w.google.set_deny(true);
     let mut b = Browser::new();

@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod common;
 mod facebook;
+mod forward_auth;
 mod login;
 mod mock_facebook_selftest;
 mod mock_selftest;

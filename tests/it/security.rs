@@ -232,10 +232,10 @@ async fn security_10_15_bad_cookies_are_no_session() {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
-/// SECURITY.md row 11 (and the forward-auth endpoint): 202 with identity
+/// SECURITY.md rows 7 and 11 (and the forward-auth endpoint): 202 with identity
 /// headers for a session, 401 for none or anything unparseable.
 #[tokio::test]
-async fn security_11_forward_auth_answers_401_on_anything_it_cannot_parse() {
+async fn security_07_11_forward_auth_answers_401_on_anything_it_cannot_parse() {
     let w = World::start("").await;
     let (b, _) = w.signed_in("/").await;
     let cookies = b

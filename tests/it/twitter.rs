@@ -280,7 +280,7 @@ async fn oauth1a_signs_in_with_and_without_email() {
 }
 
 #[tokio::test]
-async fn oauth1a_denial_and_tampered_callback_are_refused() {
+async fn security_17_oauth1a_denied_and_tampered_callback_are_refused() {
     let w = XWorld::start("").await;
 
     // denied= at X.

@@ -5,5 +5,6 @@ pub mod harness;
 pub mod mock_facebook;
 pub mod mock_google;
 pub mod mock_x;
+pub mod nginx;
 pub mod oidc_peer;
 pub mod upstream;

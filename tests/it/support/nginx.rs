@@ -324,13 +324,15 @@ impl Nginx {
                     self.config()
                 );
             }
-            let connect = tokio::net::TcpStream::connect(("127.0.0.1", self.port));
-            if let Ok(Ok(_stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
-                // Someone else may hold the port while our nginx is failing to bind it.
-                if self.child.try_wait().expect("poll nginx").is_none() {
+            // nginx writes its pid file only after it has bound its listening sockets, so a
+            // pid file with our child's pid means the port is ours (a bare successful connect
+            // could be someone else who took the port while this nginx fails to bind it).
+            if self.pid_file_written() {
+                let connect = tokio::net::TcpStream::connect(("127.0.0.1", self.port));
+                if let Ok(Ok(_stream)) = tokio::time::timeout(Duration::from_secs(1), connect).await
+                {
                     return Ok(());
                 }
-                continue;
             }
             if tokio::time::Instant::now() >= deadline {
                 let _ = self.child.kill();
@@ -342,6 +344,13 @@ impl Nginx {
                 );
             }
         }
+    }
+}
+
+impl Nginx {
+    fn pid_file_written(&self) -> bool {
+        fs::read_to_string(self.dir.path().join("nginx.pid"))
+            .is_ok_and(|pid| pid.trim() == self.child.id().to_string())
     }
 }
 
