@@ -5,7 +5,6 @@
 //!
 //!     bench_logins PATH_TO_PORTCULLIS [SECONDS] [CONCURRENCY]
 
-#[allow(dead_code)]
 #[path = "../tests/it/support/mock_google.rs"]
 mod mock_google;
 
