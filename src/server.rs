@@ -63,6 +63,7 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
         .map(|t| (t.cert.display().to_string(), t.key.display().to_string()));
     let names: Vec<String> = settings.providers.iter().map(|p| p.id.clone()).collect();
     let public_url = settings.server.public_url.to_string();
+    let admin = settings.admin;
     let app = Arc::new(App::new(settings, providers, upstream));
 
     let mut service = pingora::proxy::http_proxy_service_with_name(
@@ -77,6 +78,14 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
         None => service.add_tcp(&listen.to_string()),
     }
     server.add_service(service);
+    if let Some(admin) = admin {
+        let mut service = pingora::services::listening::Service::new(
+            "admin".to_owned(),
+            pingora::apps::http_app::HttpServer::new_app(crate::admin::Admin(app.clone())),
+        );
+        service.add_tcp(&admin.to_string());
+        server.add_service(service);
+    }
     server.add_service(background_service("provider warm-up", WarmUp(app)));
     tracing::info!(
         %listen,

@@ -54,6 +54,9 @@ pub struct Settings {
     pub session: Session,
     pub headers: HeaderNames,
     pub access: Access,
+    /// `admin.listen`: where `/healthz`, `/readyz` and `/metrics` answer
+    /// (default: no admin listener).
+    pub admin: Option<SocketAddr>,
     pub providers: Vec<Provider>,
 }
 

@@ -81,15 +81,27 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
     let access = access(&mut r, &mut access_s);
     r.finish(access_s);
 
+    let mut admin_listen = None;
     if let Some(mut admin) = r.table(&mut root, "admin") {
-        if admin.contains("listen") {
-            let _ = r.string(&mut admin, "listen");
-            r.issue(
-                admin.key("listen"),
-                "the admin listener (/healthz, /readyz, /metrics) is not available in this version yet; remove the key",
-            );
+        let key = admin.key("listen");
+        if let Some(v) = r.string(&mut admin, "listen") {
+            match v.parse::<SocketAddr>() {
+                Ok(a) => admin_listen = Some(a),
+                Err(_) => r.issue(
+                    key,
+                    format!("{v:?} is not an address:port such as \"127.0.0.1:9180\""),
+                ),
+            }
         }
         r.finish(admin);
+    }
+    if let (Some(a), Some(s)) = (admin_listen, server.as_ref()) {
+        if a == s.listen {
+            r.issue(
+                "admin.listen",
+                "must differ from server.listen (metrics must never be public)",
+            );
+        }
     }
 
     let mut providers_s = r.table_or_empty(&mut root, "providers");
@@ -121,6 +133,7 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
                 session,
                 headers,
                 access,
+                admin: admin_listen,
                 providers,
             })
         }

@@ -143,6 +143,10 @@ pub trait Provider: Send + Sync {
     async fn warm_up(&self) -> Result<(), ProviderError> {
         Ok(())
     }
+    /// Whether the provider can take sign-ins now (for `/readyz`).
+    async fn ready(&self) -> bool {
+        true
+    }
     /// The URL to send the browser to. May record provider data in `login`
     /// (it is sealed into the login-state cookie).
     async fn start(&self, login: &mut LoginState) -> Result<url::Url, ProviderError>;

@@ -534,6 +534,10 @@ impl Provider for OidcProvider {
         self.discovered().await.map(|_| ())
     }
 
+    async fn ready(&self) -> bool {
+        self.cache.read().await.is_some()
+    }
+
     async fn start(&self, login: &mut LoginState) -> Result<url::Url, ProviderError> {
         let d = self.discovered().await?;
         let state = login.state.clone();

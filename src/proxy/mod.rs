@@ -39,6 +39,7 @@ pub struct App {
     session_attrs: CookieAttrs,
     login_attrs: CookieAttrs,
     forwarded_proto: HeaderValue,
+    metrics: crate::admin::Metrics,
     /// Connections for WebSocket tunnels (never pooled: an upgraded
     /// connection is not reusable).
     upgrade_connector: pingora::connectors::http::v1::Connector,
@@ -83,6 +84,7 @@ impl App {
             login_attrs,
             forwarded_proto,
             upgrade_connector: pingora::connectors::http::v1::Connector::new(None),
+            metrics: crate::admin::Metrics::default(),
             settings,
         }
     }
@@ -142,6 +144,19 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    pub fn metrics(&self) -> &crate::admin::Metrics {
+        &self.metrics
+    }
+
+    /// Each provider and whether it can take sign-ins now.
+    pub async fn provider_readiness(&self) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        for p in self.providers.iter() {
+            out.push((p.id().to_owned(), p.ready().await));
+        }
+        out
     }
 
     pub fn providers(&self) -> &Providers {
@@ -322,6 +337,7 @@ impl ProxyHttp for Portcullis {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        self.0.metrics.count(ctx.outcome);
         let req = session.req_header();
         let status = session
             .response_written()

@@ -356,3 +356,57 @@ async fn security_05_public_routes_cannot_be_widened() {
         .unwrap();
     assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// SECURITY.md row 14: health, readiness and metrics live on the admin
+/// listener only; the public listener never serves them.
+#[tokio::test]
+async fn security_14_metrics_only_on_the_admin_listener() {
+    let admin = format!("127.0.0.1:{}", harness::free_port());
+    let w = World::start_prepared(&format!("[admin]\nlisten = \"{admin}\"\n"), |g| {
+        g.fail_discovery(true)
+    })
+    .await;
+    let client = harness::client();
+    let get = |path: &str| client.get(format!("http://{admin}{path}")).send();
+
+    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+    // The provider is down: not ready, and /readyz says which.
+    let resp = get("/readyz").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.text().await.unwrap().contains("google"));
+    w.google.fail_discovery(false);
+    w.proxy.wait_for_log("discovered OpenID provider").await;
+    assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
+
+    let _ = w.signed_in("/").await;
+    // Requests are counted when pingora logs them, just after the answer
+    // went out: poll until the last one shows (5 s at most).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let text = loop {
+        let metrics = get("/metrics").await.unwrap();
+        assert_eq!(metrics.status(), StatusCode::OK);
+        let text = metrics.text().await.unwrap();
+        if text.contains("outcome=\"proxied\"} 1\n") || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        text.contains("portcullis_requests_total{outcome=\"signed_in\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("portcullis_requests_total{outcome=\"proxied\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("portcullis_provider_ready{provider=\"google\"} 1\n"),
+        "{text}"
+    );
+
+    // The public listener serves none of it.
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let resp = client.get(w.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
