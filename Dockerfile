@@ -17,6 +17,7 @@ COPY src ./src
 # Cargo wants every declared target to exist; they are not built here.
 COPY examples ./examples
 COPY tests ./tests
+COPY benches ./benches
 COPY config ./config
 RUN cargo build --release --locked --bin portcullis \
  && strip target/release/portcullis
