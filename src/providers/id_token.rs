@@ -63,6 +63,13 @@ pub struct Claims {
     pub iat: Option<u64>,
     #[serde(default)]
     pub nonce: Option<String>,
+    #[serde(flatten)]
+    pub profile: Profile,
+}
+
+/// The identity claims an ID token or a UserInfo answer may carry.
+#[derive(Debug, Default, Deserialize)]
+pub struct Profile {
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default)]
@@ -75,20 +82,26 @@ pub struct Claims {
     pub picture: Option<String>,
 }
 
+impl Profile {
+    /// Fills what this profile lacks from `other`; the email and its
+    /// verification travel together.
+    pub fn complete_from(&mut self, other: Profile) {
+        if self.email.is_none() {
+            self.email = other.email;
+            self.email_verified = other.email_verified;
+        }
+        self.name = self.name.take().or(other.name);
+        self.preferred_username = self.preferred_username.take().or(other.preferred_username);
+        self.picture = self.picture.take().or(other.picture);
+    }
+}
+
 /// A UserInfo response (OIDC Core §5.3.2): the same claims, no token fields.
 #[derive(Debug, Deserialize)]
 pub struct UserInfo {
     pub sub: String,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub email_verified: Option<Flag>,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub preferred_username: Option<String>,
-    #[serde(default)]
-    pub picture: Option<String>,
+    #[serde(flatten)]
+    pub profile: Profile,
 }
 
 /// `aud` is a string or an array of strings.

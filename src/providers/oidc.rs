@@ -435,7 +435,7 @@ impl OidcProvider {
         mut claims: id_token::Claims,
         access_token: &str,
     ) -> Result<id_token::Claims, ProviderError> {
-        let complete = claims.email.is_some() && claims.name.is_some();
+        let complete = claims.profile.email.is_some() && claims.profile.name.is_some();
         let Some(url) = d.userinfo.as_ref().filter(|_| !complete) else {
             return Ok(claims);
         };
@@ -467,29 +467,24 @@ impl OidcProvider {
                 reason: "userinfo is about another subject".into(),
             });
         }
-        if claims.email.is_none() {
-            claims.email = info.email;
-            claims.email_verified = info.email_verified;
-        }
-        claims.name = claims.name.or(info.name);
-        claims.preferred_username = claims.preferred_username.or(info.preferred_username);
-        claims.picture = claims.picture.or(info.picture);
+        claims.profile.complete_from(info.profile);
         Ok(claims)
     }
 
     fn identity(&self, claims: id_token::Claims) -> Identity {
-        let verified = claims.email_verified.as_ref().is_some_and(|f| f.is_true());
+        let p = claims.profile;
+        let verified = p.email_verified.as_ref().is_some_and(|f| f.is_true());
         Identity {
             provider: self.id.clone(),
             subject: claims.sub,
             email: if verified {
-                clean(claims.email.as_deref())
+                clean(p.email.as_deref())
             } else {
                 None
             },
-            name: clean(claims.name.as_deref()),
-            login: clean(claims.preferred_username.as_deref()),
-            picture: clean(claims.picture.as_deref()),
+            name: clean(p.name.as_deref()),
+            login: clean(p.preferred_username.as_deref()),
+            picture: clean(p.picture.as_deref()),
         }
     }
 }

@@ -369,7 +369,16 @@ async fn security_14_metrics_only_on_the_admin_listener() {
     let client = harness::client();
     let get = |path: &str| client.get(format!("http://{admin}{path}")).send();
 
-    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+    // The admin service starts alongside the public one: wait until it answers.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let health = loop {
+        match get("/healthz").await {
+            Ok(resp) => break resp,
+            Err(e) if tokio::time::Instant::now() > deadline => panic!("admin listener: {e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    };
+    assert_eq!(health.status(), StatusCode::OK);
     // The provider is down: not ready, and /readyz says which.
     let resp = get("/readyz").await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
