@@ -309,13 +309,27 @@ impl OidcProvider {
         url: &str,
         what: &str,
     ) -> Result<(bytes::Bytes, Option<Duration>), ProviderError> {
+        self.get_json_as(url, what, None).await
+    }
+
+    /// As `get_json`, with a bearer token when given (UserInfo).
+    async fn get_json_as(
+        &self,
+        url: &str,
+        what: &str,
+        bearer: Option<&str>,
+    ) -> Result<(bytes::Bytes, Option<Duration>), ProviderError> {
         let unavailable = |detail: String| ProviderError::Unavailable {
             context: format!("{what} at {url}: {detail}"),
         };
-        let resp = self
+        let mut req = self
             .http
             .get(url)
-            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
             .send()
             .await
             .map_err(|e| unavailable(super::error_chain(&e)))?;
@@ -439,25 +453,9 @@ impl OidcProvider {
         let Some(url) = d.userinfo.as_ref().filter(|_| !complete) else {
             return Ok(claims);
         };
-        let unavailable = |detail: String| ProviderError::Unavailable {
-            context: format!("userinfo at {url}: {detail}"),
-        };
-        let resp = self
-            .http
-            .get(url.as_str())
-            .bearer_auth(access_token)
-            .header(http::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| unavailable(super::error_chain(&e)))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(unavailable(format!("HTTP {status}")));
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| unavailable(super::error_chain(&e)))?;
+        let (body, _) = self
+            .get_json_as(url.as_str(), "userinfo", Some(access_token))
+            .await?;
         let info: id_token::UserInfo =
             serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol {
                 reason: "userinfo response is not a JSON claims object".into(),
