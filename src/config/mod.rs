@@ -105,6 +105,9 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// `upstream.read_timeout`, default `60s`.
     pub read_timeout: Duration,
+    /// `upstream.keepalive`: idle upstream connections kept for reuse,
+    /// default 1024.
+    pub keepalive: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -261,6 +261,9 @@ fn upstream(r: &mut Reader, s: &mut Section) -> Option<Upstream> {
     let read_timeout = r
         .duration(s, "read_timeout")
         .unwrap_or(Duration::from_secs(60));
+    // pingora's default (128) is shared by all threads: with a few hundred
+    // requests in flight, most would open a new upstream connection.
+    let keepalive = r.positive_integer(s, "keepalive").unwrap_or(1024);
     let url = url?;
     let host = match url.host()? {
         Host::Domain(d) => d.to_owned(),
@@ -274,6 +277,7 @@ fn upstream(r: &mut Reader, s: &mut Section) -> Option<Upstream> {
         url,
         connect_timeout,
         read_timeout,
+        keepalive,
     })
 }
 
@@ -880,6 +884,7 @@ client_secret = "${GOOGLE_SECRET}"
         );
         assert_eq!(s.providers[0].display_name, "Google");
         assert_eq!(s.upstream.connect_timeout.as_secs(), 5);
+        assert_eq!(s.upstream.keepalive, 1024);
         assert_eq!(
             s.server.callback_url("google"),
             "https://app.example.com/oauth2/callback/google"
@@ -938,6 +943,7 @@ client_secret = "${GOOGLE_SECRET}"
             ),
             ("[session]", "[session]\nsecure = \"yes\"", "session.secure"),
             ("[server]", "[server]\nthreads = 0", "server.threads"),
+            ("[upstream]", "[upstream]\nkeepalive = -1", "upstream.keepalive"),
             (
                 "[server]",
                 "[server]\nlisten_port = 1",

@@ -139,6 +139,76 @@ async fn websocket_upgrade_passes_with_a_session_and_not_without() {
 }
 
 #[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let w = World::start("").await;
+    let (b, _) = w.signed_in("/").await;
+    let cookies = cookie_header(&b, &w.url("/"));
+    let before = w.upstream.connections();
+    // Sequential requests, each on a new client connection: without
+    // upstream keep-alive each would open its own upstream connection.
+    for i in 0..20 {
+        let resp = harness::client()
+            .get(w.url(&format!("/keepalive/{i}")))
+            .header("cookie", &cookies)
+            .header(reqwest::header::CONNECTION, "close")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let used = w.upstream.connections() - before;
+    assert!(
+        used <= 2,
+        "20 sequential requests used {used} upstream connections"
+    );
+}
+
+#[tokio::test]
+async fn tls_termination_serves_https_with_secure_cookies() {
+    let w = World::start("").await;
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    let p = harness::start(|port| {
+        harness::google_config(port, &w.upstream.base_url, &w.google, &w.secret, "")
+            .replace(
+                &format!("public_url = \"http://127.0.0.1:{port}\""),
+                &format!(
+                    "public_url = \"https://127.0.0.1:{port}\"\ntls_cert = \"{data}/tls-test.crt\"\ntls_key = \"{data}/tls-test.key\""
+                ),
+            )
+    })
+    .await;
+    let https = p.url("/").replacen("http://", "https://", 1);
+    let cert = reqwest::Certificate::from_pem(include_bytes!("../data/tls-test.crt")).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(cert)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    // The picker over TLS, twice on one connection (keep-alive through rustls).
+    for _ in 0..2 {
+        let resp = client
+            .get(format!("{https}oauth2/sign_in"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.text().await.unwrap().contains("/oauth2/start/google"));
+    }
+    // Starting a sign-in sets a Secure login-state cookie (https public_url).
+    let resp = client
+        .get(format!("{https}oauth2/start/google?rd=/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    // Plain HTTP on the TLS port is not served.
+    assert!(harness::client().get(p.url("/")).send().await.is_err());
+}
+
+#[tokio::test]
 async fn upstream_down_gives_a_502_page_and_the_proxy_keeps_serving() {
     let w = World::start("").await;
     let (b, _) = w.signed_in("/").await;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -42,6 +42,8 @@ struct Shared {
     hits: AtomicUsize,
     /// The echo JSON of every request, oldest first.
     requests: Mutex<Vec<Value>>,
+    /// The client address of every connection a request came on.
+    connections: Mutex<std::collections::HashSet<SocketAddr>>,
 }
 
 /// Starts the upstream on `127.0.0.1:0` on the current tokio runtime.
@@ -62,7 +64,8 @@ pub async fn start() -> Upstream {
         .with_state(shared.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let _ = axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.await;
             })
@@ -81,6 +84,11 @@ impl Upstream {
     /// `base_url` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// On how many distinct TCP connections requests arrived.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.lock().unwrap().len()
     }
 
     /// How many requests (of any kind) reached the upstream.
@@ -150,6 +158,9 @@ pub fn header<'a>(json: &'a Value, name: &str) -> Vec<&'a str> {
 
 async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     shared.hits.fetch_add(1, Ordering::SeqCst);
+    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        shared.connections.lock().unwrap().insert(*peer);
+    }
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
 
