@@ -73,7 +73,10 @@ impl IdentityHeaders {
         mut f: impl FnMut(&HeaderName, HeaderValue) -> Result<(), E>,
     ) -> Result<(), E> {
         let n = &self.names;
-        f(&n.user, value(&id.user()))?;
+        // The one value built per request: hand its buffer over, no copy.
+        let user = HeaderValue::from_maybe_shared(bytes::Bytes::from(id.user()))
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        f(&n.user, user)?;
         f(&n.provider, value(&id.provider))?;
         for (name, v) in [
             (&n.email, &id.email),

@@ -5,6 +5,7 @@ pub mod headers;
 mod respond;
 mod upgrade;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +36,8 @@ pub struct App {
     codec: SessionCodec,
     providers: Providers,
     identity_headers: IdentityHeaders,
-    upstream: SocketAddr,
+    /// The upstream with our timeouts, built once: each request clones it.
+    peer: HttpPeer,
     session_attrs: CookieAttrs,
     login_attrs: CookieAttrs,
     forwarded_proto: HeaderValue,
@@ -75,11 +77,12 @@ impl App {
         } else {
             "http"
         });
+        let peer = upstream_peer(&settings.upstream, upstream);
         App {
             identity_headers: IdentityHeaders::new(settings.headers.clone()),
             codec,
             providers,
-            upstream,
+            peer,
             session_attrs,
             login_attrs,
             forwarded_proto,
@@ -91,20 +94,7 @@ impl App {
 
     /// The upstream as a pingora peer, with our timeouts.
     fn peer(&self) -> HttpPeer {
-        let up = &self.settings.upstream;
-        // With rustls an empty SNI disables certificate checks: always name the host.
-        let sni = if up.tls {
-            up.host.clone()
-        } else {
-            String::new()
-        };
-        let mut peer = HttpPeer::new(self.upstream, up.tls, sni);
-        peer.options.connection_timeout = Some(up.connect_timeout);
-        peer.options.total_connection_timeout = Some(up.connect_timeout + Duration::from_secs(5));
-        peer.options.read_timeout = Some(up.read_timeout);
-        peer.options.write_timeout = Some(up.read_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
-        peer
+        self.peer.clone()
     }
 
     /// Strips forged identity headers, adds the identity (if any) and the
@@ -120,14 +110,14 @@ impl App {
             self.identity_headers.inject(upstream_request, id)?;
         }
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = addr.ip().to_string();
-            let xff = match upstream_request.headers.get("x-forwarded-for") {
-                Some(prev) => {
-                    let prev = String::from_utf8_lossy(prev.as_bytes()).into_owned();
-                    format!("{prev}, {ip}")
-                }
-                None => ip,
-            };
+            // One buffer: any earlier hops, then the client's address.
+            let prev = upstream_request.headers.get("x-forwarded-for");
+            let mut xff = Vec::with_capacity(prev.map_or(0, |p| p.len() + 2) + 39);
+            if let Some(prev) = prev {
+                xff.extend_from_slice(prev.as_bytes());
+                xff.extend_from_slice(b", ");
+            }
+            let _ = write!(xff, "{}", addr.ip());
             upstream_request.insert_header("x-forwarded-for", xff)?;
         }
         upstream_request.insert_header("x-forwarded-proto", self.forwarded_proto.clone())?;
@@ -304,12 +294,10 @@ impl ProxyHttp for Portcullis {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
+            _ if is_client_gone(e) => 0,
             _ => match e.esource() {
                 ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
+                ErrorSource::Downstream => 400,
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
@@ -334,6 +322,13 @@ impl ProxyHttp for Portcullis {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// A client that goes away mid-request (a closed tab, a load tester
+    /// stopping) is routine, not an ERROR line: the access log records it
+    /// with its error type. Everything else keeps pingora's error log.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
+        is_client_gone(e)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
@@ -641,4 +636,31 @@ fn forbidden(id: &Identity, rd: &str) -> Reply {
     let who = display_who(id);
     let action = flow::with_rd("/oauth2/sign_out", &flow::with_rd(flow::SIGN_IN, rd));
     Reply::html(403, pages::forbidden_page(&who, &action))
+}
+
+/// The client closed or broke its connection: nobody is left to answer.
+fn is_client_gone(e: &Error) -> bool {
+    e.esource() == &ErrorSource::Downstream
+        && matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+        )
+}
+
+/// The upstream as a pingora peer: address resolved at start-up, our
+/// timeouts, and the host name as TLS server name (with rustls an empty SNI
+/// would disable certificate checks).
+fn upstream_peer(up: &config::Upstream, addr: SocketAddr) -> HttpPeer {
+    let sni = if up.tls {
+        up.host.clone()
+    } else {
+        String::new()
+    };
+    let mut peer = HttpPeer::new(addr, up.tls, sni);
+    peer.options.connection_timeout = Some(up.connect_timeout);
+    peer.options.total_connection_timeout = Some(up.connect_timeout + Duration::from_secs(5));
+    peer.options.read_timeout = Some(up.read_timeout);
+    peer.options.write_timeout = Some(up.read_timeout);
+    peer.options.idle_timeout = Some(Duration::from_secs(60));
+    peer
 }
