@@ -19,7 +19,19 @@ fn main() {
         }
     };
     rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(&addr).await {
+        // A deep accept backlog (tokio's bind uses 1024): at c = 1000 the
+        // proxies under test open many upstream connections at once, and a
+        // dropped SYN costs a 1 s retransmit that would land in their p99.
+        let listen = || -> std::io::Result<tokio::net::TcpListener> {
+            let addr: std::net::SocketAddr = addr
+                .parse()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(8192)
+        };
+        let listener = match listen() {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("bench_upstream: cannot listen on {addr}: {e}");
