@@ -2,6 +2,7 @@
 //! `main.rs`; this library holds everything it runs, so that tests and
 //! benchmarks can reach the pieces.
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod cli;

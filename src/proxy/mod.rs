@@ -18,6 +18,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::access_log;
 use crate::auth::flow::{self, RequestKind, Route};
 use crate::auth::{policy, redirect::safe_return_path};
 use crate::config::{self, Settings};
@@ -338,24 +339,23 @@ impl ProxyHttp for Portcullis {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
-        let user = ctx.identity.as_ref().map(Identity::user);
         // The path only: queries carry codes and states on /oauth2/callback.
-        tracing::info!(
-            target: "portcullis::access",
-            method = %req.method,
-            path = %req.uri.path(),
+        access_log::log(&access_log::Entry {
+            method: req.method.as_str(),
+            path: req.uri.path(),
             status,
-            outcome = ctx.outcome,
-            user = user.as_deref().unwrap_or("-"),
-            client = %client,
-            micros = ctx.started.elapsed().as_micros() as u64,
-            error = e.map(|e| e.etype().as_str()).unwrap_or(""),
-        );
+            outcome: ctx.outcome,
+            user: ctx
+                .identity
+                .as_ref()
+                .map(|id| (id.provider.as_str(), id.subject.as_str())),
+            client: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            micros: ctx.started.elapsed().as_micros() as u64,
+            error: e.map(|e| e.etype().as_str()),
+        });
     }
 }
 

@@ -209,6 +209,51 @@ async fn tls_termination_serves_https_with_secure_cookies() {
 }
 
 #[tokio::test]
+async fn access_log_lines_name_the_user_in_text_and_in_json() {
+    let w = World::start("").await;
+    let (b, _) = w.signed_in("/").await;
+    let cookies = cookie_header(&b, &w.url("/"));
+    let get = |url: String| {
+        let cookies = cookies.clone();
+        async move {
+            let resp = harness::client()
+                .get(url)
+                .header("cookie", cookies)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    };
+    get(w.url("/logged/text?token=hush")).await;
+    let logs = w.proxy.wait_for_log("path=/logged/text").await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("path=/logged/text"))
+        .unwrap();
+    assert!(line.contains(" INFO portcullis::access: method=GET path=/logged/text status=200 outcome=proxied user=google:"), "{line}");
+    assert!(line.contains(" client=127.0.0.1 micros="), "{line}");
+    assert!(!logs.contains("hush"), "a query string reached the logs");
+
+    let json = harness::start_with_env(
+        |port| harness::google_config(port, &w.upstream.base_url, &w.google, &w.secret, ""),
+        &[("PORTCULLIS_LOG_FORMAT", "json")],
+    )
+    .await;
+    get(json.url("/logged/json")).await;
+    let logs = json.wait_for_log("\"path\":\"/logged/json\"").await;
+    let line = logs.lines().find(|l| l.contains("/logged/json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["target"], "portcullis::access");
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["outcome"], "proxied");
+    assert!(v["user"].as_str().unwrap().starts_with("google:"), "{line}");
+    assert!(v["timestamp"].as_str().unwrap().ends_with('Z'), "{line}");
+}
+
+#[tokio::test]
 async fn upstream_down_gives_a_502_page_and_the_proxy_keeps_serving() {
     let w = World::start("").await;
     let (b, _) = w.signed_in("/").await;
