@@ -6,8 +6,13 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Keeps the background log writer alive; dropping it flushes.
-pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+/// Keeps the background log writers alive; dropping it writes what is
+/// queued. (Fields drop in order: the access log hands its last batch to the
+/// writer before the writer stops.)
+pub struct LogGuard {
+    _access: Option<crate::access_log::Guard>,
+    _writer: tracing_appender::non_blocking::WorkerGuard,
+}
 
 /// Sets up logging. Lines are written by a background thread, so a slow
 /// stderr never blocks a request; keep the guard for the life of the process.
@@ -20,7 +25,7 @@ pub fn init() -> LogGuard {
         .finish(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("PORTCULLIS_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    crate::access_log::install(writer.clone(), json);
+    let access = crate::access_log::install(writer.clone(), json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -33,5 +38,8 @@ pub fn init() -> LogGuard {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init()
     };
-    LogGuard(guard)
+    LogGuard {
+        _access: access,
+        _writer: guard,
+    }
 }
