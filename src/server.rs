@@ -53,7 +53,6 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
         grace_period_seconds: Some(settings.server.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
         upstream_keepalive_pool_size: settings.upstream.keepalive,
-        work_stealing: std::env::var_os("PCS_NOSTEAL").is_none(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
