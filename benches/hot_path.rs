@@ -1,6 +1,7 @@
 //! Criterion benchmarks of what every authenticated request pays for:
 //! finding and opening the session cookie, stripping forged headers and
-//! injecting the identity, and matching public routes.
+//! injecting the identity, matching public routes, and formatting the
+//! access-log line.
 //!
 //!     cargo bench --bench hot_path
 
@@ -11,6 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderName, Method};
 use pingora::http::RequestHeader;
 
+use portcullis::access_log;
 use portcullis::auth::skip::{is_skipped, SkipRule};
 use portcullis::config::HeaderNames;
 use portcullis::identity::Identity;
@@ -94,5 +96,27 @@ fn routes(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, session, headers, routes);
+fn access_log(c: &mut Criterion) {
+    let id = identity();
+    let entry = access_log::Entry {
+        method: "GET",
+        path: "/dashboard/reports/2026",
+        status: 200,
+        outcome: "proxied",
+        user: Some((&id.provider, &id.subject)),
+        client: Some("192.0.2.7".parse().unwrap()),
+        micros: 1412,
+        error: None,
+    };
+    let mut line = Vec::with_capacity(256);
+    c.bench_function("access log: format the line's fields", |b| {
+        b.iter(|| {
+            line.clear();
+            access_log::write_fields_text(&mut line, black_box(&entry));
+            black_box(line.len())
+        })
+    });
+}
+
+criterion_group!(benches, session, headers, routes, access_log);
 criterion_main!(benches);

@@ -226,7 +226,7 @@ fn timestamp(line: &mut Vec<u8>, date_time: &[u8; 19], micros: u32) {
 
 /// `key=value` pairs; a value with anything but plain visible ASCII is
 /// quoted and escaped, so a line cannot be split or forged by a path.
-fn write_fields_text(line: &mut Vec<u8>, e: &Entry<'_>) {
+pub fn write_fields_text(line: &mut Vec<u8>, e: &Entry<'_>) {
     line.extend_from_slice(b"method=");
     text_value(line, e.method);
     line.extend_from_slice(b" path=");

@@ -14,6 +14,7 @@ use portcullis::session::seal::SessionKey;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Secret => {
@@ -67,5 +68,20 @@ fn report(path: &std::path::Path, e: &ConfigError) {
     eprintln!("portcullis: invalid configuration in {}:", path.display());
     for line in e.lines() {
         eprintln!("  - {line}");
+    }
+}
+
+/// mimalloc asks for transparent huge pages on its memory (madvise), so a
+/// few touched bytes make 2 MiB resident: 16 of the 17 MiB of anonymous
+/// memory of an idle proxy were huge pages. Without them: idle RSS 28 ->
+/// 15 MiB, peak at 1,000 connections 69 -> 58 MiB, throughput unchanged
+/// within noise. The flag applies to every page touched from here on,
+/// whoever asked for it.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and only
+    // sets a flag on this process; a failure (old kernel) changes nothing.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
