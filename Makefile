@@ -1,5 +1,5 @@
 # The two commands of the README's quick start: `make demo` and `make test`.
-.PHONY: demo test lint unit check-configs
+.PHONY: demo test bench lint unit check-configs
 
 demo:
 	@bash scripts/install-deps build
@@ -10,3 +10,7 @@ test:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test
+
+# Not part of the tests: the load benchmark of BENCHMARKS.md (a few minutes).
+bench:
+	bash scripts/bench
