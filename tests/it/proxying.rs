@@ -253,6 +253,32 @@ async fn access_log_lines_name_the_user_in_text_and_in_json() {
     assert!(v["timestamp"].as_str().unwrap().ends_with('Z'), "{line}");
 }
 
+/// Access lines are batched (50 ms): the last ones must still be written
+/// when the proxy is stopped right after answering.
+#[tokio::test]
+async fn the_last_access_lines_are_written_on_shutdown() {
+    let w = World::start("").await;
+    let mut p = harness::start(|port| {
+        harness::google_config(port, &w.upstream.base_url, &w.google, &w.secret, "")
+    })
+    .await;
+    for i in 0..3 {
+        let resp = harness::client()
+            .get(p.url(&format!("/oauth2/sign_in?last={i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert!(p.stop_with(libc::SIGINT).await, "{}", p.logs());
+    let logs = p.logs();
+    let lines = logs
+        .lines()
+        .filter(|l| l.contains("portcullis::access: method=GET path=/oauth2/sign_in"))
+        .count();
+    assert_eq!(lines, 3, "{logs}");
+}
+
 #[tokio::test]
 async fn upstream_down_gives_a_502_page_and_the_proxy_keeps_serving() {
     let w = World::start("").await;

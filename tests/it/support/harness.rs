@@ -183,6 +183,30 @@ impl Portcullis {
     }
 }
 
+impl Portcullis {
+    /// Sends `signal` (e.g. `libc::SIGINT`) and waits (10 s at most) for the
+    /// process to exit; returns whether it exited successfully.
+    pub async fn stop_with(&mut self, signal: i32) -> bool {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) with our own child's pid and a plain signal number.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut ticks = tokio::time::interval(POLL_EVERY);
+        loop {
+            ticks.tick().await;
+            if let Some(status) = self.try_exit_status() {
+                return status.success();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "portcullis did not exit after signal {signal}"
+            );
+        }
+    }
+}
+
 impl Drop for Portcullis {
     fn drop(&mut self) {
         let _ = self.child.kill();
