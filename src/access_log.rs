@@ -3,8 +3,8 @@
 //!
 //! Formatting an event with nine fields through `tracing-subscriber` cost
 //! about 7 µs of CPU per request, a quarter of all the proxy's CPU time
-//! (`scripts/bench`, c = 64). Here a line is put together in a reused
-//! per-thread buffer, the timestamp's date and time are reformatted only
+//! (`scripts/bench`, c = 64). Here a line is put together in a recycled
+//! buffer, the timestamp's date and time are reformatted only
 //! when the second changes, and the line is queued for the `access-log`
 //! thread. That thread is not woken per line: every [`BATCH_EVERY`] it takes
 //! what has queued and hands it, as one write, to the background writer of
@@ -100,26 +100,19 @@ pub(crate) fn install(out: NonBlocking, json: bool) -> Option<Guard> {
         })
         .ok()?;
     let writer = thread.thread().clone();
-    if SINK
-        .set(Sink {
-            queue,
-            spare,
-            writer,
-            json,
-        })
-        .is_err()
-    {
-        // Lost a race with another install: stop the thread just made.
-        drop(Guard {
-            stop,
-            thread: Some(thread),
-        });
-        return None;
-    }
-    Some(Guard {
+    let guard = Guard {
         stop,
         thread: Some(thread),
+    };
+    // Losing a race with another install drops (and so stops) this thread.
+    SINK.set(Sink {
+        queue,
+        spare,
+        writer,
+        json,
     })
+    .ok()?;
+    Some(guard)
 }
 
 fn batch_writer(
@@ -159,7 +152,6 @@ fn batch_writer(
 }
 
 struct Local {
-    line: Vec<u8>,
     /// The second the cached date-time text is for.
     second: u64,
     /// `YYYY-MM-DDTHH:MM:SS`
@@ -168,7 +160,7 @@ struct Local {
 
 thread_local! {
     static LOCAL: RefCell<Local> = const {
-        RefCell::new(Local { line: Vec::new(), second: u64::MAX, date_time: [0; 19] })
+        RefCell::new(Local { second: u64::MAX, date_time: [0; 19] })
     };
 }
 
@@ -183,10 +175,13 @@ pub fn log(e: &Entry<'_>) {
         tracing::info!(target: "portcullis::access", "{}", String::from_utf8_lossy(&line));
         return;
     };
+    // Formatted straight into the buffer that is queued.
+    let mut line = sink
+        .spare
+        .try_recv()
+        .unwrap_or_else(|_| Vec::with_capacity(256));
     LOCAL.with(|local| {
         let mut local = local.borrow_mut();
-        let local = &mut *local;
-        local.line.clear();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -194,29 +189,23 @@ pub fn log(e: &Entry<'_>) {
             local.second = now.as_secs();
             local.date_time = date_time(now.as_secs());
         }
-        let line = &mut local.line;
         if sink.json {
             line.extend_from_slice(b"{\"timestamp\":\"");
-            timestamp(line, &local.date_time, now.subsec_micros());
+            timestamp(&mut line, &local.date_time, now.subsec_micros());
             line.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"portcullis::access\"");
-            write_fields_json(line, e);
+            write_fields_json(&mut line, e);
             line.extend_from_slice(b"}\n");
         } else {
-            timestamp(line, &local.date_time, now.subsec_micros());
+            timestamp(&mut line, &local.date_time, now.subsec_micros());
             line.extend_from_slice(b"  INFO portcullis::access: ");
-            write_fields_text(line, e);
+            write_fields_text(&mut line, e);
             line.push(b'\n');
         }
-        let mut queued = sink
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(256));
-        queued.extend_from_slice(line);
-        if let Err(TrySendError::Full(queued)) = sink.queue.try_send(queued) {
-            sink.writer.unpark();
-            let _ = sink.queue.send(queued);
-        }
     });
+    if let Err(TrySendError::Full(line)) = sink.queue.try_send(line) {
+        sink.writer.unpark();
+        let _ = sink.queue.send(line);
+    }
 }
 
 fn timestamp(line: &mut Vec<u8>, date_time: &[u8; 19], micros: u32) {
