@@ -7,6 +7,8 @@
 
 #[path = "../tests/it/support/mock_google.rs"]
 mod mock_google;
+#[path = "../tests/it/support/served.rs"]
+mod served;
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};

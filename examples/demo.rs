@@ -15,6 +15,8 @@ mod mock_facebook;
 mod mock_google;
 #[path = "../tests/it/support/mock_x.rs"]
 mod mock_x;
+#[path = "../tests/it/support/served.rs"]
+mod served;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

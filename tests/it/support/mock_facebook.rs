@@ -58,6 +58,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::served::{lock, Served};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -70,7 +71,6 @@ use hmac::{Hmac, Mac};
 use rand::RngCore as _;
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
-use tokio::sync::oneshot;
 
 /// The Graph API version Portcullis uses by default (and the mock's URL helpers).
 pub const DEFAULT_API_VERSION: &str = "v26.0";
@@ -398,8 +398,7 @@ pub struct MockFacebook {
     pub app_secret: String,
     controls: Arc<Mutex<Controls>>,
     shared: Arc<Shared>,
-    stop: Mutex<Option<oneshot::Sender<()>>>,
-    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    served: Served,
 }
 
 /// Starts a mock Facebook on `127.0.0.1:0` on the current tokio runtime, knowing one app.
@@ -426,12 +425,9 @@ pub async fn start(app_id: &str, app_secret: &str) -> MockFacebook {
         .route(CONSENT_PATH, get(consent_get).post(consent_post))
         .with_state(shared.clone());
 
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
+    let served = Served::spawn(|shutdown| async move {
         let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
+            .with_graceful_shutdown(shutdown.wait())
             .await;
     });
 
@@ -442,8 +438,7 @@ pub async fn start(app_id: &str, app_secret: &str) -> MockFacebook {
         app_secret: app_secret.to_owned(),
         controls,
         shared,
-        stop: Mutex::new(Some(stop_tx)),
-        server: Mutex::new(Some(server)),
+        served,
     }
 }
 
@@ -482,25 +477,13 @@ impl MockFacebook {
 
     /// Stops accepting connections and closes idle ones. Idempotent.
     pub fn shutdown(&self) {
-        if let Some(tx) = lock(&self.stop).take() {
-            let _ = tx.send(());
-        }
+        self.served.shutdown();
     }
 
     /// Shuts down and waits until the listener is closed and in-flight requests are done
     /// (at most 5 s, then the server task is aborted): afterwards connections are refused.
     pub async fn stop(&self) {
-        self.shutdown();
-        let server = lock(&self.server).take();
-        if let Some(mut server) = server {
-            if tokio::time::timeout(Duration::from_secs(5), &mut server)
-                .await
-                .is_err()
-            {
-                server.abort();
-                let _ = server.await;
-            }
-        }
+        self.served.stop().await;
     }
 
     /// Runs `f` on the controls (for anything without a setter).
@@ -601,12 +584,6 @@ impl MockFacebook {
 
     pub fn last_graph_request(&self) -> Option<GraphRecord> {
         self.shared.state().graph_requests.last().cloned()
-    }
-}
-
-impl Drop for MockFacebook {
-    fn drop(&mut self) {
-        self.shutdown();
     }
 }
 
@@ -1384,12 +1361,6 @@ fn no_store(mut response: Response) -> Response {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn random_token(bytes: usize) -> String {
     let mut raw = vec![0u8; bytes];

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::served::{lock, Served};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -37,7 +38,6 @@ use rsa::traits::PublicKeyParts as _;
 use rsa::RsaPrivateKey;
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
-use tokio::sync::oneshot;
 
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const AUTHORIZE_PATH: &str = "/o/oauth2/v2/auth";
@@ -345,8 +345,7 @@ pub struct MockGoogle {
     pub client_secret: String,
     controls: Arc<Mutex<Controls>>,
     shared: Arc<Shared>,
-    stop: Mutex<Option<oneshot::Sender<()>>>,
-    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    served: Served,
 }
 
 /// Starts a mock provider on `127.0.0.1:0` on the current tokio runtime, knowing one client.
@@ -380,12 +379,9 @@ pub async fn start(client_id: &str, client_secret: &str) -> MockGoogle {
         .route(JWKS_PATH, get(jwks))
         .with_state(shared.clone());
 
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
+    let served = Served::spawn(|shutdown| async move {
         let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
+            .with_graceful_shutdown(shutdown.wait())
             .await;
     });
 
@@ -396,8 +392,7 @@ pub async fn start(client_id: &str, client_secret: &str) -> MockGoogle {
         client_secret: client_secret.to_owned(),
         controls,
         shared,
-        stop: Mutex::new(Some(stop_tx)),
-        server: Mutex::new(Some(server)),
+        served,
     }
 }
 
@@ -429,19 +424,13 @@ impl MockGoogle {
 
     /// Stops accepting connections and closes idle ones. Idempotent.
     pub fn shutdown(&self) {
-        if let Some(tx) = lock(&self.stop).take() {
-            let _ = tx.send(());
-        }
+        self.served.shutdown();
     }
 
     /// Shuts down and waits until the listener is closed and in-flight requests are done
     /// (at most 5 s, then the server task is aborted): afterwards connections are refused.
     pub async fn stop(&self) {
-        self.shutdown();
-        let server = lock(&self.server).take();
-        if let Some(server) = server {
-            stop_server(server).await;
-        }
+        self.served.stop().await;
     }
 
     /// Runs `f` on the controls (for anything without a setter).
@@ -562,12 +551,6 @@ impl MockGoogle {
     /// Every token request so far, oldest first.
     pub fn token_requests(&self) -> Vec<TokenRecord> {
         self.shared.state().token_requests.clone()
-    }
-}
-
-impl Drop for MockGoogle {
-    fn drop(&mut self) {
-        self.shutdown();
     }
 }
 
@@ -1348,22 +1331,6 @@ async fn jwks(State(app): State<App>) -> Response {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-async fn stop_server(mut server: tokio::task::JoinHandle<()>) {
-    if tokio::time::timeout(Duration::from_secs(5), &mut server)
-        .await
-        .is_err()
-    {
-        server.abort();
-        let _ = server.await;
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 async fn generate_key() -> SigningKeyEntry {
     tokio::task::spawn_blocking(generate_key_blocking)

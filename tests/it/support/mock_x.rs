@@ -57,6 +57,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::served::{lock, Served};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -70,7 +71,6 @@ use rand::RngCore as _;
 use serde_json::{json, Map, Value};
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
-use tokio::sync::oneshot;
 
 /// OAuth 2.0 authorization (on `x.com`; pkce-guide, "Step 2").
 pub const AUTHORIZE_PATH: &str = "/i/oauth2/authorize";
@@ -447,8 +447,7 @@ pub struct MockX {
     pub consumer_secret: String,
     controls: Arc<Mutex<Controls>>,
     shared: Arc<Shared>,
-    stop: Mutex<Option<oneshot::Sender<()>>>,
-    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    served: Served,
 }
 
 /// Starts a mock X on `127.0.0.1:0` on the current tokio runtime, knowing one app: an OAuth 2.0
@@ -490,12 +489,9 @@ pub async fn start(
         .route(CONSENT_PATH, get(consent_get).post(consent_post))
         .with_state(shared.clone());
 
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
+    let served = Served::spawn(|shutdown| async move {
         let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
+            .with_graceful_shutdown(shutdown.wait())
             .await;
     });
 
@@ -508,8 +504,7 @@ pub async fn start(
         consumer_secret: consumer_secret.to_owned(),
         controls,
         shared,
-        stop: Mutex::new(Some(stop_tx)),
-        server: Mutex::new(Some(server)),
+        served,
     }
 }
 
@@ -544,25 +539,13 @@ impl MockX {
 
     /// Stops accepting connections and closes idle ones. Idempotent.
     pub fn shutdown(&self) {
-        if let Some(tx) = lock(&self.stop).take() {
-            let _ = tx.send(());
-        }
+        self.served.shutdown();
     }
 
     /// Shuts down and waits until the listener is closed and in-flight requests are done
     /// (at most 5 s, then the server task is aborted): afterwards connections are refused.
     pub async fn stop(&self) {
-        self.shutdown();
-        let server = lock(&self.server).take();
-        if let Some(mut server) = server {
-            if tokio::time::timeout(Duration::from_secs(5), &mut server)
-                .await
-                .is_err()
-            {
-                server.abort();
-                let _ = server.await;
-            }
-        }
+        self.served.stop().await;
     }
 
     /// Runs `f` on the controls (for anything without a setter).
@@ -712,12 +695,6 @@ impl MockX {
     /// Every request to `/2/users/me` and `verify_credentials`, oldest first.
     pub fn userinfo_requests(&self) -> Vec<UserinfoRecord> {
         self.shared.state().userinfo_requests.clone()
-    }
-}
-
-impl Drop for MockX {
-    fn drop(&mut self) {
-        self.shutdown();
     }
 }
 
@@ -2010,12 +1987,6 @@ fn status_or_503(status: u16) -> StatusCode {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn unix_now() -> i64 {
     SystemTime::now()

@@ -7,4 +7,5 @@ pub mod mock_google;
 pub mod mock_x;
 pub mod nginx;
 pub mod oidc_peer;
+pub mod served;
 pub mod upstream;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::served::Served;
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
@@ -25,7 +26,6 @@ use axum::Router;
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use tokio::sync::oneshot;
 
 /// The running upstream. Dropping it stops the server.
 pub struct Upstream {
@@ -33,8 +33,7 @@ pub struct Upstream {
     pub base_url: String,
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Mutex<Option<oneshot::Sender<()>>>,
-    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    served: Served,
 }
 
 #[derive(Default)]
@@ -62,21 +61,17 @@ pub async fn start() -> Upstream {
         .fallback(dispatch)
         .layer(DefaultBodyLimit::disable())
         .with_state(shared.clone());
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let served = Served::spawn(|shutdown| async move {
         let _ = axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
+            .with_graceful_shutdown(shutdown.wait())
             .await;
     });
     Upstream {
         base_url: format!("http://{addr}"),
         addr,
         shared,
-        stop: Mutex::new(Some(stop_tx)),
-        server: Mutex::new(Some(server)),
+        served,
     }
 }
 
@@ -112,32 +107,13 @@ impl Upstream {
 
     /// Stops accepting connections and closes idle ones. Idempotent.
     pub fn shutdown(&self) {
-        let sender = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(tx) = sender {
-            let _ = tx.send(());
-        }
+        self.served.shutdown();
     }
 
     /// Shuts down and waits until the listener is closed and in-flight requests are done
     /// (at most 5 s, then the server task is aborted): afterwards connections are refused.
     pub async fn stop(&self) {
-        self.shutdown();
-        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(mut server) = server {
-            if tokio::time::timeout(Duration::from_secs(5), &mut server)
-                .await
-                .is_err()
-            {
-                server.abort();
-                let _ = server.await;
-            }
-        }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.served.stop().await;
     }
 }
 
