@@ -19,16 +19,7 @@ struct FbWorld {
 
 fn config(port: u16, upstream: &str, fb: &MockFacebook, secret: &str, app_secret: &str) -> String {
     format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-
-[upstream]
-url = "{upstream}"
-
-[session]
-secret = "{secret}"
-
+        r#"{base}
 [providers.facebook]
 client_id = "{APP_ID}"
 client_secret = "{app_secret}"
@@ -36,6 +27,7 @@ authorize_url = "{dialog}"
 token_url = "{token}"
 userinfo_url = "{me}"
 "#,
+        base = harness::base_config(port, upstream, secret),
         dialog = fb.dialog_url(),
         token = fb.token_url(),
         me = fb.me_url(),

@@ -21,16 +21,7 @@ struct PeerWorld {
 
 fn config(port: u16, upstream: &str, issuer: &str, secret: &str, client_secret: &str) -> String {
     format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-
-[upstream]
-url = "{upstream}"
-
-[session]
-secret = "{secret}"
-
+        r#"{base}
 [providers.google]
 issuer = "{issuer}"
 client_id = "{CLIENT_ID}"
@@ -42,7 +33,8 @@ display_name = "Acme SSO"
 issuer = "{issuer}"
 client_id = "{CLIENT_ID}"
 client_secret = "{client_secret}"
-"#
+"#,
+        base = harness::base_config(port, upstream, secret),
     )
 }
 

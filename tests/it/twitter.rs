@@ -29,16 +29,7 @@ fn config(
     consumer_secret: &str,
 ) -> String {
     format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-
-[upstream]
-url = "{upstream}"
-
-[session]
-secret = "{secret}"
-
+        r#"{base}
 [providers.twitter]
 client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
@@ -58,6 +49,7 @@ authorize_url = "{authenticate}"
 access_token_url = "{access_token}"
 userinfo_url = "{verify}"
 "#,
+        base = harness::base_config(port, upstream, secret),
         authorize = x.authorize_url(),
         token = x.token_url(),
         me = x.users_me_url(),

@@ -260,15 +260,9 @@ pub fn session_secret() -> String {
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
-/// A config with the Google provider pointed at `google` and `[upstream] url = upstream`;
-/// `extra` is appended (more tables, e.g. `[access]`). Keys as named in SPEC.md.
-pub fn google_config(
-    port: u16,
-    upstream: &str,
-    google: &MockGoogle,
-    secret: &str,
-    extra: &str,
-) -> String {
+/// The `[server]`, `[upstream]` and `[session]` tables every test config starts with:
+/// Portcullis on `127.0.0.1:{port}` (plain HTTP) in front of `upstream`.
+pub fn base_config(port: u16, upstream: &str, secret: &str) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:{port}"
@@ -279,7 +273,21 @@ url = "{upstream}"
 
 [session]
 secret = "{secret}"
+"#
+    )
+}
 
+/// A config with the Google provider pointed at `google` and `[upstream] url = upstream`;
+/// `extra` is appended (more tables, e.g. `[access]`). Keys as named in SPEC.md.
+pub fn google_config(
+    port: u16,
+    upstream: &str,
+    google: &MockGoogle,
+    secret: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"{base}
 [providers.google]
 client_id = "{client_id}"
 client_secret = "{client_secret}"
@@ -287,6 +295,7 @@ issuer = "{issuer}"
 
 {extra}
 "#,
+        base = base_config(port, upstream, secret),
         client_id = google.client_id,
         client_secret = google.client_secret,
         issuer = google.issuer(),
