@@ -1,5 +1,6 @@
 //! What every in-test HTTP server (the mocks, the upstream) shares: serving
-//! on a task until told to stop, and stopping on drop.
+//! on a task until told to stop, stopping on drop, and escaping the HTML of
+//! their pages.
 
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
@@ -74,4 +75,20 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
