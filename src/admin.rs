@@ -13,10 +13,13 @@ use pingora::protocols::http::ServerSession;
 use crate::proxy::App;
 
 /// Every outcome the proxy records per request (the access log's `outcome`).
-pub const OUTCOMES: [&str; 19] = [
+pub const OUTCOMES: [&str; 22] = [
     "proxied",
     "upgrade",
+    "upgrade_session_expired",
     "public",
+    "public_upgrade",
+    "bad_request",
     "forbidden",
     "unauthenticated",
     "sign_in_redirect",
@@ -164,7 +167,11 @@ mod tests {
 
     #[test]
     fn every_outcome_the_proxy_sets_is_listed() {
-        let src = include_str!("proxy/mod.rs");
+        let src = [
+            include_str!("proxy/mod.rs"),
+            include_str!("proxy/upgrade.rs"),
+        ]
+        .concat();
         for part in src.split("ctx.outcome = \"").skip(1) {
             let name = part.split('"').next().unwrap_or_default();
             assert!(

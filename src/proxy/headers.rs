@@ -18,6 +18,64 @@ pub fn normalize(name: &str) -> String {
         .collect()
 }
 
+/// Headers that govern framing, the connection or the forwarding chain.
+/// Spelled with `_` they mean nothing to Portcullis or pingora, but CGI,
+/// WSGI and PHP map `_` to `-`: `Transfer_Encoding: chunked` would reach
+/// such an app as a second framing header.
+const CONTROL_HEADERS: [&str; 13] = [
+    "transfer-encoding",
+    "content-length",
+    "connection",
+    "upgrade",
+    "keep-alive",
+    "te",
+    "trailer",
+    "host",
+    "http2-settings",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// Headers that frameworks use to re-route a request or change its method
+/// after the gate judged it (Symfony, Zend, IIS route on the first two;
+/// Express, Rails, Symfony take the method from the others).
+const OVERRIDE_HEADERS: [&str; 5] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// `name` equals `want` (lower case, with `-`) when `_` is read as `-`,
+/// in any letter case.
+fn same_header(name: &str, want: &str) -> bool {
+    name.len() == want.len()
+        && name.bytes().zip(want.bytes()).all(|(got, want)| {
+            let got = if got == b'_' {
+                b'-'
+            } else {
+                got.to_ascii_lowercase()
+            };
+            got == want
+        })
+}
+
+/// A framing, hop-by-hop or forwarding header spelled with `_`
+/// (`Transfer_Encoding`, `Proxy_Authorization`, `X_Forwarded_For`).
+pub fn is_smuggled(name: &str) -> bool {
+    name.contains('_')
+        && (CONTROL_HEADERS.iter().any(|h| same_header(name, h))
+            || (name.len() > 6 && same_header(&name[..6], "proxy-")))
+}
+
+/// A routing or method override header, in any spelling.
+pub fn is_override(name: &str) -> bool {
+    OVERRIDE_HEADERS.iter().any(|h| same_header(name, h))
+}
+
 /// The identity header names, precomputed for the per-request check.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
@@ -51,16 +109,20 @@ impl IdentityHeaders {
         })
     }
 
-    /// Removes every client-supplied copy of the identity headers.
-    pub fn strip(&self, req: &mut RequestHeader) {
+    /// Removes every client-supplied copy of the identity headers, the
+    /// framing and hop-by-hop headers spelled with `_` ([`is_smuggled`]),
+    /// and — on a request passed without a session — the routing and
+    /// method override headers ([`is_override`]).
+    pub fn strip(&self, req: &mut RequestHeader, with_session: bool) {
         // No allocation unless something must go.
-        let mut forged: Vec<HeaderName> = Vec::new();
+        let mut drop: Vec<HeaderName> = Vec::new();
         for name in req.headers.keys() {
-            if self.is_forged(name.as_str()) {
-                forged.push(name.clone());
+            let n = name.as_str();
+            if self.is_forged(n) || is_smuggled(n) || (!with_session && is_override(n)) {
+                drop.push(name.clone());
             }
         }
-        for name in forged {
+        for name in drop {
             req.remove_header(&name);
         }
     }
@@ -161,7 +223,7 @@ mod tests {
         req.append_header("X-USER-EMAIL", "evil@x").unwrap();
         req.append_header("X_User_Name", "evil").unwrap();
         req.append_header("Accept", "text/html").unwrap();
-        h.strip(&mut req);
+        h.strip(&mut req, true);
         let names: Vec<String> = req.headers.keys().map(|k| k.to_string()).collect();
         assert_eq!(names, vec!["accept"]);
         let id = Identity {
@@ -181,5 +243,61 @@ mod tests {
             "empty values are absent"
         );
         assert_eq!(req.headers.get_all("x-user").iter().count(), 1);
+    }
+
+    #[test]
+    fn framing_headers_spelled_with_underscores_are_dropped() {
+        for name in [
+            "Transfer_Encoding",
+            "content_length",
+            "CONNECTION_",
+            "Keep_Alive",
+            "Proxy_Authorization",
+            "proxy_connection",
+            "X_Forwarded_For",
+            "x_forwarded_host",
+            "HTTP2_Settings",
+        ] {
+            assert_eq!(is_smuggled(name), !name.ends_with('_'), "{name}");
+        }
+        for name in [
+            "Transfer-Encoding",
+            "X-Forwarded-For",
+            "x_custom_header",
+            "proxy_",
+            "X_Api_Key",
+            "te_x",
+        ] {
+            assert!(!is_smuggled(name), "{name}");
+        }
+        assert!(!is_smuggled("TE_"));
+        assert!(!is_smuggled("t_e"));
+    }
+
+    #[test]
+    fn override_headers_go_only_without_a_session() {
+        let h = headers();
+        let build = || {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            for name in [
+                "X-Original-URL",
+                "x_rewrite_url",
+                "X-HTTP-Method-Override",
+                "X-Http-Method",
+                "X-Method-Override",
+                "Transfer_Encoding",
+                "Accept",
+            ] {
+                req.append_header(name.to_owned(), "v").unwrap();
+            }
+            req
+        };
+        let mut public = build();
+        h.strip(&mut public, false);
+        let names: Vec<String> = public.headers.keys().map(|k| k.to_string()).collect();
+        assert_eq!(names, vec!["accept"]);
+        let mut signed_in = build();
+        h.strip(&mut signed_in, true);
+        assert_eq!(signed_in.headers.len(), 6, "only Transfer_Encoding goes");
     }
 }

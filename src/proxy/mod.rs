@@ -2,11 +2,14 @@
 //! decisions in `auth`, the sessions in `session` and the providers.
 
 pub mod headers;
+pub mod request;
 mod respond;
 mod upgrade;
 
+use std::borrow::Cow;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +32,7 @@ use crate::session::cookie::{self, CookieAttrs};
 use crate::session::login_state::{self, LoginState, LOGIN_COOKIE_PATH, LOGIN_STATE_TTL};
 use crate::session::SessionCodec;
 use headers::IdentityHeaders;
+use request::{Refusal, Target};
 use respond::Reply;
 
 /// Everything a request needs, built once at start-up.
@@ -46,6 +50,37 @@ pub struct App {
     /// Connections for WebSocket tunnels (never pooled: an upgraded
     /// connection is not reusable).
     upgrade_connector: pingora::connectors::http::v1::Connector,
+    upstream_failures: FailureLog,
+}
+
+/// Upstream failures, logged as one line per second with a count.
+#[derive(Default)]
+struct FailureLog {
+    /// Failures not yet reported.
+    pending: AtomicU64,
+    /// The second (unix) of the last report.
+    last_report: AtomicU64,
+}
+
+impl FailureLog {
+    fn note(&self, e: &Error) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let now = crate::session::unix_now();
+        let last = self.last_report.load(Ordering::Relaxed);
+        if now != last
+            && self
+                .last_report
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let failed = self.pending.swap(0, Ordering::Relaxed);
+            tracing::error!(
+                failed,
+                error = e.etype().as_str(),
+                "upstream unreachable: {failed} request(s) failed since the last report"
+            );
+        }
+    }
 }
 
 impl App {
@@ -88,6 +123,7 @@ impl App {
             login_attrs,
             forwarded_proto,
             upgrade_connector: pingora::connectors::http::v1::Connector::new(None),
+            upstream_failures: FailureLog::default(),
             metrics: crate::admin::Metrics::default(),
             settings,
         }
@@ -106,7 +142,8 @@ impl App {
         upstream_request: &mut RequestHeader,
         identity: Option<&Identity>,
     ) -> Result<()> {
-        self.identity_headers.strip(upstream_request);
+        self.identity_headers
+            .strip(upstream_request, identity.is_some());
         if let Some(id) = identity {
             self.identity_headers.inject(upstream_request, id)?;
         }
@@ -158,8 +195,9 @@ impl App {
         &self.settings.session.cookie_name
     }
 
-    /// `access.skip_auth` and the CORS-preflight switch.
-    fn is_public(&self, req: &RequestHeader) -> bool {
+    /// `access.skip_auth` and the CORS-preflight switch, on the canonical
+    /// path (percent-decoded).
+    fn is_public(&self, req: &RequestHeader, path: &str) -> bool {
         let access = &self.settings.access;
         if access.skip_auth_preflight
             && req.method == Method::OPTIONS
@@ -170,15 +208,20 @@ impl App {
         {
             return true;
         }
-        crate::auth::skip::is_skipped(&access.skip_auth, &req.method, req.uri.path())
+        crate::auth::skip::is_skipped(&access.skip_auth, &req.method, path)
     }
 
     /// The session in the request's cookies, if any is valid. The hot path:
     /// one cookie lookup, one AEAD open, one decode.
     fn read_session(&self, req: &RequestHeader) -> Option<Identity> {
+        self.read_session_until(req).map(|(id, _)| id)
+    }
+
+    /// [`App::read_session`] with the session's expiry (unix seconds).
+    fn read_session_until(&self, req: &RequestHeader) -> Option<(Identity, u64)> {
         let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
         let sealed = cookie::find_split(cookies, self.cookie_name())?;
-        self.codec.open_identity(self.cookie_name(), &sealed)
+        self.codec.open_identity_until(self.cookie_name(), &sealed)
     }
 
     fn session_cookies(&self, req: &RequestHeader, id: &Identity) -> Vec<String> {
@@ -203,9 +246,106 @@ pub struct Portcullis(pub Arc<App>);
 /// Per-request state.
 pub struct Ctx {
     identity: Option<Identity>,
+    /// When the session in `identity` ends (unix seconds): a WebSocket
+    /// tunnel it opened is closed then.
+    session_expires_at: u64,
     started: Instant,
     /// What Portcullis decided, for the access log.
     outcome: &'static str,
+    /// The request-target as judged, when it differs from the client's.
+    target: TargetState,
+}
+
+/// How the request-target that was judged relates to the client's bytes.
+enum TargetState {
+    /// Judged and forwarded byte for byte as received.
+    AsReceived,
+    /// Judged in this canonical form, which is what the upstream gets.
+    Rewritten(Box<str>),
+    /// Refused (400/414): nothing was forwarded.
+    Refused,
+}
+
+/// The canonical view of the request's target (see `request.rs`).
+fn canonical(req: &RequestHeader) -> std::result::Result<Target<'_>, Refusal> {
+    let host = req.headers.get(http::header::HOST).map(|v| v.as_bytes());
+    request::canonicalize(&req.method, req.raw_path(), host)
+}
+
+/// The request-target that was judged: the canonical one, else what the
+/// client sent (lossily, for a refused one).
+fn judged_target<'a>(req: &'a RequestHeader, ctx: &'a Ctx) -> Cow<'a, str> {
+    match &ctx.target {
+        TargetState::Rewritten(t) => Cow::Borrowed(t),
+        TargetState::AsReceived | TargetState::Refused => String::from_utf8_lossy(req.raw_path()),
+    }
+}
+
+/// The path part of a target.
+fn path_of(target: &str) -> &str {
+    target.split('?').next().unwrap_or_default()
+}
+
+/// What kind of `Upgrade` a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpgradeKind {
+    None,
+    /// `GET`, HTTP/1.1, `Upgrade: websocket`, `Connection: upgrade`: the
+    /// only upgrade that is tunnelled.
+    WebSocket,
+    /// Anything else (`h2c` above all): removed, proxied as plain HTTP.
+    Other,
+}
+
+fn upgrade_kind(req: &RequestHeader) -> UpgradeKind {
+    let mut upgrades = req.headers.get_all(http::header::UPGRADE).iter();
+    let Some(first) = upgrades.next() else {
+        return UpgradeKind::None;
+    };
+    let websocket = req.method == Method::GET
+        && req.version == http::Version::HTTP_11
+        && upgrades.next().is_none()
+        && first
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"websocket")
+        && req
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+    if websocket {
+        UpgradeKind::WebSocket
+    } else {
+        UpgradeKind::Other
+    }
+}
+
+/// Turns a request with a refused `Upgrade` into a plain one: `Upgrade`,
+/// `HTTP2-Settings` and their `Connection` tokens go, so that neither
+/// pingora nor the upstream sees an upgrade.
+fn remove_upgrade(req: &mut RequestHeader) -> Result<()> {
+    req.remove_header(&http::header::UPGRADE);
+    req.remove_header("http2-settings");
+    let kept: Vec<Vec<u8>> = req
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"upgrade")
+                && !t.eq_ignore_ascii_case(b"http2-settings")
+        })
+        .map(<[u8]>::to_vec)
+        .collect();
+    req.remove_header(&http::header::CONNECTION);
+    if !kept.is_empty() {
+        req.insert_header(http::header::CONNECTION, kept.join(&b", "[..]))?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -215,34 +355,64 @@ impl ProxyHttp for Portcullis {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             identity: None,
+            session_expires_at: 0,
             started: Instant::now(),
             outcome: "proxied",
+            target: TargetState::AsReceived,
         }
     }
 
+    /// The gate. Every decision below is made on one canonical view of the
+    /// request-target, and that view is what the upstream receives
+    /// (`upstream_request_filter` writes it when it differs).
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let app = &*self.0;
-        let req = session.req_header();
-        if req.uri.path().starts_with("/oauth2") {
-            let path = req.uri.path().to_owned();
-            let route = flow::route(&path);
-            if route != Route::Upstream {
-                let reply = self.own_route(session, ctx, route).await;
-                reply.send(session).await?;
+        let (own_path, public) = match canonical(session.req_header()) {
+            Err(refusal) => {
+                ctx.target = TargetState::Refused;
+                ctx.outcome = "bad_request";
+                bad_target(refusal).send(session).await?;
+                // A client that sends such targets gets no second request.
+                session.set_keepalive(None);
                 return Ok(true);
             }
+            Ok(target) => {
+                if let Some(wire) = target.rewritten() {
+                    ctx.target = TargetState::Rewritten(wire.into());
+                }
+                let path = target.decoded();
+                let own = (path.starts_with("/oauth2") && flow::route(path) != Route::Upstream)
+                    .then(|| path.to_owned());
+                (own, app.is_public(session.req_header(), path))
+            }
+        };
+        let upgrade = upgrade_kind(session.req_header());
+        if upgrade == UpgradeKind::Other {
+            remove_upgrade(session.req_header_mut())?;
         }
 
-        if app.is_public(session.req_header()) {
+        if let Some(path) = own_path {
+            let reply = self.own_route(session, ctx, flow::route(&path)).await;
+            reply.send(session).await?;
+            return Ok(true);
+        }
+
+        if public {
             // A public route: no session needed, no identity sent.
             ctx.outcome = "public";
+            if upgrade == UpgradeKind::WebSocket {
+                ctx.outcome = "public_upgrade";
+                upgrade::tunnel(app, session, ctx).await?;
+                return Ok(true);
+            }
             return Ok(false);
         }
 
-        match app.read_session(session.req_header()) {
-            Some(id) if policy::allowed(&app.settings.access, &id) => {
+        match app.read_session_until(session.req_header()) {
+            Some((id, expires_at)) if policy::allowed(&app.settings.access, &id) => {
                 ctx.identity = Some(id);
-                if session.is_upgrade_req() {
+                ctx.session_expires_at = expires_at;
+                if upgrade == UpgradeKind::WebSocket {
                     // WebSocket: our own tunnel (see upgrade.rs for why).
                     ctx.outcome = "upgrade";
                     upgrade::tunnel(app, session, ctx).await?;
@@ -250,28 +420,31 @@ impl ProxyHttp for Portcullis {
                 }
                 Ok(false)
             }
-            Some(id) => {
+            Some((id, _)) => {
                 ctx.outcome = "forbidden";
-                let req = session.req_header();
-                let rd = path_and_query(req);
+                let rd = judged_target(session.req_header(), ctx).into_owned();
                 forbidden(&id, &rd).send(session).await?;
                 Ok(true)
             }
             None => {
                 let req = session.req_header();
+                let target = judged_target(req, ctx);
+                let decoded = canonical(req).ok();
                 let kind = RequestKind {
-                    path: req.uri.path(),
+                    path: decoded.as_ref().map_or("/", |t| t.decoded()),
                     accept: req.headers.get(ACCEPT).map(|v| v.as_bytes()),
                     x_requested_with: req.headers.get("x-requested-with").map(|v| v.as_bytes()),
                     sec_fetch_mode: req.headers.get("sec-fetch-mode").map(|v| v.as_bytes()),
                 };
-                let reply = if flow::is_api_request(&app.settings.access, &kind) {
-                    ctx.outcome = "unauthenticated";
-                    unauthenticated_json()
+                let (outcome, reply) = if flow::is_api_request(&app.settings.access, &kind) {
+                    ("unauthenticated", unauthenticated_json())
                 } else {
-                    ctx.outcome = "sign_in_redirect";
-                    Reply::redirect(flow::sign_in_location(&path_and_query(req)))
+                    (
+                        "sign_in_redirect",
+                        Reply::redirect(flow::sign_in_location(&target)),
+                    )
                 };
+                ctx.outcome = outcome;
                 reply.send(session).await?;
                 Ok(true)
             }
@@ -288,8 +461,19 @@ impl ProxyHttp for Portcullis {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let TargetState::Rewritten(target) = &ctx.target {
+            upstream_request.set_raw_path(target.as_bytes())?;
+        }
         self.0
             .prepare_upstream_request(session, upstream_request, ctx.identity.as_ref())
+    }
+
+    /// What pingora's error lines say about a request: method and judged
+    /// path, never the query (codes and states on the callback, tokens that
+    /// apps put in WebSocket URLs).
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        let req = session.req_header();
+        format!("{} {}", req.method, path_of(&judged_target(req, ctx)))
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -312,7 +496,7 @@ impl ProxyHttp for Portcullis {
                 400 => ("Bad request", "The request could not be understood."),
                 _ => ("Something went wrong", "The request could not be completed."),
             };
-            let rd = path_and_query(session.req_header());
+            let rd = judged_target(session.req_header(), ctx).into_owned();
             let retry = safe_return_path(&rd).into_owned();
             let reply = Reply::html(code, pages::error_page(code, title, message, &retry));
             if let Err(err) = reply.send(session).await {
@@ -328,8 +512,18 @@ impl ProxyHttp for Portcullis {
     /// A client that goes away mid-request (a closed tab, a load tester
     /// stopping) is routine, not an ERROR line: the access log records it
     /// with its error type. Everything else keeps pingora's error log.
+    /// An unreachable upstream is one aggregated line a second, not an
+    /// ERROR line per request: during an outage the log must not become
+    /// the outage. Each request still has its access-log line.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
-        is_client_gone(e)
+        if is_client_gone(e) {
+            return true;
+        }
+        if e.esource() == &ErrorSource::Upstream {
+            self.0.upstream_failures.note(e);
+            return true;
+        }
+        false
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
@@ -340,9 +534,10 @@ impl ProxyHttp for Portcullis {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         // The path only: queries carry codes and states on /oauth2/callback.
+        let target = judged_target(req, ctx);
         access_log::log(&access_log::Entry {
             method: req.method.as_str(),
-            path: req.uri.path(),
+            path: path_of(&target),
             status,
             outcome: ctx.outcome,
             user: ctx
@@ -585,11 +780,23 @@ impl Portcullis {
     }
 }
 
-fn path_and_query(req: &RequestHeader) -> String {
-    req.uri
-        .path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .unwrap_or_else(|| "/".to_owned())
+/// The answer to a refused request-target.
+fn bad_target(refusal: Refusal) -> Reply {
+    let status = refusal.status();
+    let title = if status == 414 {
+        "Address too long"
+    } else {
+        "Bad request"
+    };
+    Reply::html(
+        status,
+        pages::error_page(
+            status,
+            title,
+            &format!("This address cannot be served: {}.", refusal.as_str()),
+            "/",
+        ),
+    )
 }
 
 fn unauthenticated_json() -> Reply {

@@ -63,6 +63,12 @@ impl SessionCodec {
         self.open_identity_at(name, sealed, unix_now())
     }
 
+    /// The identity and the session's expiry (unix seconds, exclusive).
+    pub fn open_identity_until(&self, name: &str, sealed: &str) -> Option<(Identity, u64)> {
+        let (payload, expires_at) = self.sealer.open_with_expiry_at(name, sealed, unix_now())?;
+        Some((Identity::decode(&payload)?, expires_at))
+    }
+
     /// The sealed login-state value for cookie `name`, valid for
     /// [`LOGIN_STATE_TTL`].
     pub fn seal_login_state(&self, name: &str, login: &LoginState) -> String {

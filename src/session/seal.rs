@@ -171,6 +171,18 @@ impl Sealer {
     /// Opens a value sealed for the cookie `name`, if it is authentic under
     /// one of the keys and `now < expires_at`. `None` on any failure.
     pub fn open_at(&self, name: &str, sealed: &str, now: u64) -> Option<Vec<u8>> {
+        self.open_with_expiry_at(name, sealed, now)
+            .map(|(payload, _)| payload)
+    }
+
+    /// [`Sealer::open_at`], also giving the expiry sealed with the value
+    /// (unix seconds, exclusive).
+    pub fn open_with_expiry_at(
+        &self,
+        name: &str,
+        sealed: &str,
+        now: u64,
+    ) -> Option<(Vec<u8>, u64)> {
         // Length checks before any decoding work.
         if sealed.len() < MIN_SEALED_LEN || sealed.len() > MAX_SEALED_LEN {
             return None;
@@ -196,11 +208,12 @@ impl Sealer {
                 cipher.decrypt(&nonce, payload).ok()
             })?;
         let expiry = <[u8; EXPIRY_LEN]>::try_from(plaintext.get(..EXPIRY_LEN)?).ok()?;
-        if now >= u64::from_be_bytes(expiry) {
+        let expires_at = u64::from_be_bytes(expiry);
+        if now >= expires_at {
             return None;
         }
         plaintext.drain(..EXPIRY_LEN);
-        Some(plaintext)
+        Some((plaintext, expires_at))
     }
 
     /// [`Sealer::seal_at`] with an expiry `ttl` from now (whole seconds).
