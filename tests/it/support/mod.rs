@@ -7,5 +7,6 @@ pub mod mock_google;
 pub mod mock_x;
 pub mod nginx;
 pub mod oidc_peer;
+pub mod raw_upstream;
 pub mod served;
 pub mod upstream;
