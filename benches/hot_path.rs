@@ -11,6 +11,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderName, Method};
 use pingora::http::RequestHeader;
+use portcullis::proxy::request::canonicalize;
 
 use portcullis::access_log;
 use portcullis::auth::skip::{is_skipped, SkipRule};
@@ -91,9 +92,27 @@ fn routes(c: &mut Criterion) {
     c.bench_function("routes: skip_auth miss (3 rules)", |b| {
         b.iter(|| black_box(is_skipped(&rules, &Method::GET, "/dashboard/reports/2026")))
     });
-    c.bench_function("routes: skip_auth on an encoded path", |b| {
-        b.iter(|| black_box(is_skipped(&rules, &Method::GET, "/public/a%20b/../c")))
+    c.bench_function("routes: canonical target, clean path (no copy)", |b| {
+        b.iter(|| {
+            let t = canonicalize(
+                &Method::GET,
+                black_box(b"/dashboard/reports/2026?x=1"),
+                None,
+            )
+            .unwrap();
+            black_box(is_skipped(&rules, &Method::GET, t.decoded()))
+        })
     });
+    c.bench_function(
+        "routes: canonical target, escapes and // (rewritten)",
+        |b| {
+            b.iter(|| {
+                let t =
+                    canonicalize(&Method::GET, black_box(b"/public//a%20b/%63?x=1"), None).unwrap();
+                black_box(is_skipped(&rules, &Method::GET, t.decoded()))
+            })
+        },
+    );
 }
 
 fn access_log(c: &mut Criterion) {
