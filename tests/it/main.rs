@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod facebook;
 mod forward_auth;
+mod frameworks;
 mod gate;
 mod login;
 mod mock_facebook_selftest;
