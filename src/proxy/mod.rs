@@ -362,6 +362,17 @@ impl ProxyHttp for Portcullis {
         }
     }
 
+    /// HTTP/1.1 pipelining (RFC 9112 §9.3.2): requests a client writes
+    /// before reading the answers are served one after the other, each
+    /// judged on its own, answers in order. (pingora's default drops every
+    /// request after the first and closes the connection.)
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        if let pingora::protocols::http::ServerSession::H1(h1) = session.as_mut() {
+            h1.set_pipelining_enabled(true);
+        }
+        Ok(())
+    }
+
     /// The gate. Every decision below is made on one canonical view of the
     /// request-target, and that view is what the upstream receives
     /// (`upstream_request_filter` writes it when it differs).

@@ -17,4 +17,5 @@ mod oidc;
 mod oidc_peer_selftest;
 mod proxying;
 mod security;
+mod smuggling;
 mod twitter;

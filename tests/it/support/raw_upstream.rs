@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The bytes received on one connection.
+type ConnectionLog = Arc<Mutex<Vec<u8>>>;
+
 /// One request as received.
 #[derive(Debug, Clone)]
 pub struct RawRequest {
@@ -55,6 +58,8 @@ pub struct RawUpstream {
     pub addr: SocketAddr,
     pub base_url: String,
     requests: Arc<Mutex<Vec<RawRequest>>>,
+    /// Every byte received, one entry per connection, in accept order.
+    streams: Arc<Mutex<Vec<ConnectionLog>>>,
     /// How many requests were answered `101`.
     upgrades: Arc<Mutex<usize>>,
     task: tokio::task::JoinHandle<()>,
@@ -74,30 +79,110 @@ impl RawUpstream {
     pub fn upgrades(&self) -> usize {
         *self.upgrades.lock().unwrap()
     }
+
+    /// The raw bytes received on each connection so far.
+    pub fn streams(&self) -> Vec<Vec<u8>> {
+        self.streams
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.lock().unwrap().clone())
+            .collect()
+    }
+
+    /// How many connections were accepted.
+    pub fn connections(&self) -> usize {
+        self.streams.lock().unwrap().len()
+    }
+}
+
+/// How the upstream treats its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Keep-alive, as a normal server.
+    KeepAlive,
+    /// Close every connection right after its first answer, without saying
+    /// so (`Connection: close` is not sent): what an upstream with a short
+    /// idle timeout does to a pooled connection.
+    CloseSilently,
 }
 
 pub async fn start() -> RawUpstream {
+    start_with(Mode::KeepAlive).await
+}
+
+pub async fn start_with(mode: Mode) -> RawUpstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let requests: Arc<Mutex<Vec<RawRequest>>> = Arc::default();
     let upgrades: Arc<Mutex<usize>> = Arc::default();
-    let (r, u) = (requests.clone(), upgrades.clone());
+    let streams: Arc<Mutex<Vec<ConnectionLog>>> = Arc::default();
+    let (r, u, st) = (requests.clone(), upgrades.clone(), streams.clone());
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve(stream, r.clone(), u.clone()));
+            let log: ConnectionLog = Arc::default();
+            st.lock().unwrap().push(log.clone());
+            let stream = Recording { inner: stream, log };
+            tokio::spawn(serve(stream, mode, r.clone(), u.clone()));
         }
     });
     RawUpstream {
         addr,
         base_url: format!("http://{addr}"),
         requests,
+        streams,
         upgrades,
         task,
     }
 }
 
+/// A TCP stream that keeps a copy of every byte read from it.
+struct Recording {
+    inner: TcpStream,
+    log: Arc<Mutex<Vec<u8>>>,
+}
+
+impl tokio::io::AsyncRead for Recording {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let new = buf.filled()[before..].to_vec();
+        self.log.lock().unwrap().extend_from_slice(&new);
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Recording {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 async fn serve(
-    stream: TcpStream,
+    stream: Recording,
+    mode: Mode,
     requests: Arc<Mutex<Vec<RawRequest>>>,
     upgrades: Arc<Mutex<usize>>,
 ) {
@@ -156,6 +241,8 @@ async fn serve(
             .header("upgrade")
             .iter()
             .any(|v| v.to_ascii_lowercase().contains("h2c"));
+        let target = req.target().to_owned();
+        let user = req.header("x-user").first().map(|u| u.to_string());
         requests.lock().unwrap().push(req);
         let stream = reader.get_mut();
         if h2c {
@@ -172,13 +259,20 @@ async fn serve(
             return;
         }
         let body = b"raw-upstream";
+        // The target and user this answer belongs to, so that a client can
+        // check order (targets are visible ASCII: safe in a header).
         let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Raw-Upstream: 1\r\n\r\n",
-            body.len()
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Raw-Upstream: 1\r\nX-Target: {target}\r\nX-Seen-User: {}\r\n\r\n",
+            body.len(),
+            user.as_deref().unwrap_or("-")
         );
         if stream.write_all(answer.as_bytes()).await.is_err()
             || stream.write_all(body).await.is_err()
         {
+            return;
+        }
+        if mode == Mode::CloseSilently {
+            let _ = stream.shutdown().await;
             return;
         }
     }
