@@ -20,6 +20,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use url::Url;
 
+use super::transport::{self, TokenClient, MAX_RESPONSE};
 use super::{clean, CallbackParams, Provider, ProviderError};
 use crate::config;
 use crate::identity::Identity;
@@ -30,7 +31,6 @@ type Client = super::OAuth2Client<BasicTokenResponse>;
 
 /// The fields asked of `/me`.
 const ME_FIELDS: &str = "id,name,email,picture";
-const MAX_BODY: usize = 256 * 1024;
 
 pub struct FacebookProvider {
     id: String,
@@ -200,7 +200,7 @@ impl Provider for FacebookProvider {
         let token = self
             .oauth2
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .request_async(&self.http)
+            .request_async(&TokenClient(&self.http))
             .await
             .map_err(|e| {
                 // Facebook's errors are Graph error objects, which the
@@ -222,17 +222,10 @@ impl Provider for FacebookProvider {
             .send()
             .await
             .map_err(|e| ProviderError::Unavailable {
-                context: format!("/me: {}", super::error_chain(&e)),
+                context: format!("/me: {}", transport::transport_error(e)),
             })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| ProviderError::Unavailable {
-            context: format!("/me: {}", super::error_chain(&e)),
-        })?;
-        if body.len() > MAX_BODY {
-            return Err(ProviderError::Protocol {
-                reason: "/me: answer too large".into(),
-            });
-        }
+        let body = transport::read_capped(resp, MAX_RESPONSE, "/me").await?;
         if !status.is_success() {
             return Err(self.graph_error("/me", status.as_u16(), &body));
         }

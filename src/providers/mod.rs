@@ -5,6 +5,7 @@ mod facebook;
 mod id_token;
 pub mod oauth1;
 mod oidc;
+mod transport;
 mod twitter;
 
 use std::collections::HashMap;
@@ -278,8 +279,8 @@ pub(crate) type OAuth2Client<TR> = oauth2::Client<
 /// kept (`unauthorized_client`, which X answers to a bad secret, counts as
 /// `invalid_client`; the outage codes as unavailable); a body the oauth2
 /// crate could not parse goes to `unparsed` (Facebook's Graph errors).
-pub(crate) fn token_error<RE: std::error::Error + 'static>(
-    e: oauth2::RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
+pub(crate) fn token_error(
+    e: oauth2::RequestTokenError<ProviderError, oauth2::basic::BasicErrorResponse>,
     unparsed: impl FnOnce(&[u8]) -> ProviderError,
 ) -> ProviderError {
     match e {
@@ -297,9 +298,8 @@ pub(crate) fn token_error<RE: std::error::Error + 'static>(
                 _ => ProviderError::Rejected { code },
             }
         }
-        oauth2::RequestTokenError::Request(e) => ProviderError::Unavailable {
-            context: format!("token request failed: {}", error_chain(&e)),
-        },
+        // Our own client's errors (transport::TokenClient): already without URLs.
+        oauth2::RequestTokenError::Request(e) => e,
         oauth2::RequestTokenError::Parse(_, body) => unparsed(&body),
         oauth2::RequestTokenError::Other(m) => ProviderError::Protocol { reason: m },
     }
@@ -312,7 +312,8 @@ pub(crate) fn unparsable_token_response(body: &[u8]) -> ProviderError {
     }
 }
 
-/// An error and its causes on one line (no secrets: these are transport errors).
+/// An error and its causes on one line. For a `reqwest::Error`, use
+/// [`transport::transport_error`], which leaves out the URL.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

@@ -24,6 +24,7 @@ use subtle::ConstantTimeEq as _;
 use url::Url;
 
 use super::oauth1::{self, Credentials};
+use super::transport::{self, TokenClient, MAX_RESPONSE};
 use super::{clean, CallbackParams, Provider, ProviderError};
 use crate::config::{self, XProtocol};
 use crate::identity::Identity;
@@ -34,8 +35,6 @@ type Client = super::OAuth2Client<BasicTokenResponse>;
 
 /// The scope that lets `/2/users/me` return `confirmed_email`.
 const EMAIL_SCOPE: &str = "users.email";
-/// Largest API response we read.
-const MAX_BODY: usize = 256 * 1024;
 
 pub struct TwitterProvider {
     id: String,
@@ -126,7 +125,7 @@ impl TwitterProvider {
             .oauth2
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()))
-            .request_async(&self.http)
+            .request_async(&TokenClient(&self.http))
             .await
             .map_err(|e| super::token_error(e, super::unparsable_token_response))?;
 
@@ -191,7 +190,7 @@ impl TwitterProvider {
         creds: &Credentials<'_>,
         extra: &[(&str, &str)],
         what: &str,
-    ) -> Result<bytes::Bytes, ProviderError> {
+    ) -> Result<Vec<u8>, ProviderError> {
         let header = oauth1::authorization_header(
             method.as_str(),
             url,
@@ -407,24 +406,12 @@ fn unix_time() -> u64 {
 async fn read_api(
     resp: Result<reqwest::Response, reqwest::Error>,
     what: &str,
-) -> Result<bytes::Bytes, ProviderError> {
+) -> Result<Vec<u8>, ProviderError> {
     let resp = resp.map_err(|e| ProviderError::Unavailable {
-        context: format!("{what}: {}", super::error_chain(&e)),
+        context: format!("{what}: {}", transport::transport_error(e)),
     })?;
     let status = resp.status();
-    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(ProviderError::Protocol {
-            reason: format!("{what}: answer too large"),
-        });
-    }
-    let body = resp.bytes().await.map_err(|e| ProviderError::Unavailable {
-        context: format!("{what}: {}", super::error_chain(&e)),
-    })?;
-    if body.len() > MAX_BODY {
-        return Err(ProviderError::Protocol {
-            reason: format!("{what}: answer too large"),
-        });
-    }
+    let body = transport::read_capped(resp, MAX_RESPONSE, what).await?;
     if status.is_success() {
         return Ok(body);
     }
