@@ -21,7 +21,8 @@ use sha2::Sha256;
 use url::Url;
 
 use super::transport::{self, TokenClient, MAX_RESPONSE};
-use super::{clean, CallbackParams, Provider, ProviderError};
+use super::{clean_text, clean_whole, CallbackParams, Provider, ProviderError};
+use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config;
 use crate::identity::Identity;
 use crate::pages::Logo;
@@ -251,7 +252,7 @@ impl Provider for FacebookProvider {
         let me: Me = serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol {
             reason: "/me did not return a user".into(),
         })?;
-        if me.id.is_empty() || !me.id.bytes().all(|b| b.is_ascii_digit()) {
+        if !super::usable_subject(&me.id) || !me.id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ProviderError::Protocol {
                 reason: "Facebook returned an unusable user id".into(),
             });
@@ -261,10 +262,10 @@ impl Provider for FacebookProvider {
             subject: me.id,
             // Facebook returns only confirmed addresses ("email" on the User
             // node), and none for phone-only accounts or a declined permission.
-            email: clean(me.email.as_deref()),
-            name: clean(me.name.as_deref()),
+            email: clean_whole(me.email.as_deref(), MAX_EMAIL_LEN),
+            name: clean_text(me.name.as_deref()),
             login: None,
-            picture: clean(me.picture.and_then(|p| p.data.url).as_deref()),
+            picture: clean_whole(me.picture.and_then(|p| p.data.url).as_deref(), MAX_URL_LEN),
         })
     }
 }

@@ -25,7 +25,8 @@ use tokio::sync::{Mutex, RwLock};
 
 use super::id_token::{self, Expected, IdTokenError};
 use super::transport::{self, TokenClient, MAX_DOCUMENT, MAX_RESPONSE};
-use super::{clean, CallbackParams, Provider, ProviderError};
+use super::{clean_text, clean_whole, CallbackParams, Provider, ProviderError};
+use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config;
 use crate::identity::Identity;
 use crate::pages::Logo;
@@ -474,13 +475,13 @@ impl OidcProvider {
             provider: self.id.clone(),
             subject: claims.sub,
             email: if verified {
-                clean(p.email.as_deref())
+                clean_whole(p.email.as_deref(), MAX_EMAIL_LEN)
             } else {
                 None
             },
-            name: clean(p.name.as_deref()),
-            login: clean(p.preferred_username.as_deref()),
-            picture: clean(p.picture.as_deref()),
+            name: clean_text(p.name.as_deref()),
+            login: clean_text(p.preferred_username.as_deref()),
+            picture: clean_whole(p.picture.as_deref(), MAX_URL_LEN),
         }
     }
 }

@@ -25,7 +25,8 @@ use url::Url;
 
 use super::oauth1::{self, Credentials};
 use super::transport::{self, TokenClient, MAX_RESPONSE};
-use super::{clean, CallbackParams, Provider, ProviderError};
+use super::{clean_text, clean_whole, CallbackParams, Provider, ProviderError};
+use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config::{self, XProtocol};
 use crate::identity::Identity;
 use crate::pages::Logo;
@@ -345,7 +346,7 @@ impl TwitterProvider {
         picture: Option<String>,
         email: Option<String>,
     ) -> Result<Identity, ProviderError> {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        if !super::usable_subject(&id) || !id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ProviderError::Protocol {
                 reason: "X returned an unusable user id".into(),
             });
@@ -353,10 +354,10 @@ impl TwitterProvider {
         Ok(Identity {
             provider: self.id.clone(),
             subject: id,
-            email: clean(email.as_deref()),
-            name: clean(name.as_deref()),
-            login: clean(login.as_deref()),
-            picture: clean(picture.as_deref()),
+            email: clean_whole(email.as_deref(), MAX_EMAIL_LEN),
+            name: clean_text(name.as_deref()),
+            login: clean_text(login.as_deref()),
+            picture: clean_whole(picture.as_deref(), MAX_URL_LEN),
         })
     }
 }
