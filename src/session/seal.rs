@@ -171,6 +171,17 @@ impl Sealer {
     /// Opens a value sealed for the cookie `name`, if it is authentic under
     /// one of the keys and `now < expires_at`. `None` on any failure.
     pub fn open_at(&self, name: &str, sealed: &str, now: u64) -> Option<Vec<u8>> {
+        self.open_with_expiry_at(name, sealed, now)
+            .map(|(_, payload)| payload)
+    }
+
+    /// As [`Sealer::open_at`], with the sealed `expires_at` (unix seconds).
+    pub fn open_with_expiry_at(
+        &self,
+        name: &str,
+        sealed: &str,
+        now: u64,
+    ) -> Option<(u64, Vec<u8>)> {
         // Length checks before any decoding work.
         if sealed.len() < MIN_SEALED_LEN || sealed.len() > MAX_SEALED_LEN {
             return None;
@@ -196,11 +207,12 @@ impl Sealer {
                 cipher.decrypt(&nonce, payload).ok()
             })?;
         let expiry = <[u8; EXPIRY_LEN]>::try_from(plaintext.get(..EXPIRY_LEN)?).ok()?;
-        if now >= u64::from_be_bytes(expiry) {
+        let expires_at = u64::from_be_bytes(expiry);
+        if now >= expires_at {
             return None;
         }
         plaintext.drain(..EXPIRY_LEN);
-        Some(plaintext)
+        Some((expires_at, plaintext))
     }
 
     /// [`Sealer::seal_at`] with an expiry `ttl` from now (whole seconds).
@@ -247,6 +259,18 @@ mod tests {
 
     fn decode(sealed: &str) -> Vec<u8> {
         URL_SAFE_NO_PAD.decode(sealed).unwrap_or_default()
+    }
+
+    #[test]
+    fn open_with_expiry_returns_the_sealed_expiry() {
+        let s = sealer();
+        let sealed = s.seal_at(NAME, b"x", LATER);
+        assert_eq!(
+            s.open_with_expiry_at(NAME, &sealed, NOW),
+            Some((LATER, b"x".to_vec()))
+        );
+        assert_eq!(s.open_with_expiry_at(NAME, &sealed, LATER), None);
+        assert_eq!(s.open_with_expiry_at("_other", &sealed, NOW), None);
     }
 
     #[test]
