@@ -20,7 +20,9 @@ use serde::Deserialize;
 use sha2::Sha256;
 use url::Url;
 
-use super::{clean, CallbackParams, Provider, ProviderError};
+use super::transport::{self, TokenClient, MAX_RESPONSE};
+use super::{clean_text, clean_whole, CallbackParams, Provider, ProviderError};
+use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config;
 use crate::identity::Identity;
 use crate::pages::Logo;
@@ -30,7 +32,6 @@ type Client = super::OAuth2Client<BasicTokenResponse>;
 
 /// The fields asked of `/me`.
 const ME_FIELDS: &str = "id,name,email,picture";
-const MAX_BODY: usize = 256 * 1024;
 
 pub struct FacebookProvider {
     id: String,
@@ -200,7 +201,7 @@ impl Provider for FacebookProvider {
         let token = self
             .oauth2
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .request_async(&self.http)
+            .request_async(&TokenClient(&self.http))
             .await
             .map_err(|e| {
                 // Facebook's errors are Graph error objects, which the
@@ -222,17 +223,10 @@ impl Provider for FacebookProvider {
             .send()
             .await
             .map_err(|e| ProviderError::Unavailable {
-                context: format!("/me: {}", super::error_chain(&e)),
+                context: format!("/me: {}", transport::transport_error(e)),
             })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| ProviderError::Unavailable {
-            context: format!("/me: {}", super::error_chain(&e)),
-        })?;
-        if body.len() > MAX_BODY {
-            return Err(ProviderError::Protocol {
-                reason: "/me: answer too large".into(),
-            });
-        }
+        let body = transport::read_capped(resp, MAX_RESPONSE, "/me").await?;
         if !status.is_success() {
             return Err(self.graph_error("/me", status.as_u16(), &body));
         }
@@ -258,7 +252,7 @@ impl Provider for FacebookProvider {
         let me: Me = serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol {
             reason: "/me did not return a user".into(),
         })?;
-        if me.id.is_empty() || !me.id.bytes().all(|b| b.is_ascii_digit()) {
+        if !super::usable_subject(&me.id) || !me.id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ProviderError::Protocol {
                 reason: "Facebook returned an unusable user id".into(),
             });
@@ -268,10 +262,10 @@ impl Provider for FacebookProvider {
             subject: me.id,
             // Facebook returns only confirmed addresses ("email" on the User
             // node), and none for phone-only accounts or a declined permission.
-            email: clean(me.email.as_deref()),
-            name: clean(me.name.as_deref()),
+            email: clean_whole(me.email.as_deref(), MAX_EMAIL_LEN),
+            name: clean_text(me.name.as_deref()),
             login: None,
-            picture: clean(me.picture.and_then(|p| p.data.url).as_deref()),
+            picture: clean_whole(me.picture.and_then(|p| p.data.url).as_deref(), MAX_URL_LEN),
         })
     }
 }

@@ -5,6 +5,7 @@ mod facebook;
 mod id_token;
 pub mod oauth1;
 mod oidc;
+mod transport;
 mod twitter;
 
 use std::collections::HashMap;
@@ -21,6 +22,17 @@ use crate::session::login_state::LoginState;
 pub use facebook::{appsecret_proof, FacebookProvider};
 pub use oidc::OidcProvider;
 pub use twitter::TwitterProvider;
+
+/// Identity values (see README, "Limits on identity values"). A name or
+/// handle longer than this is cut at a character boundary.
+pub const MAX_TEXT_LEN: usize = 512;
+/// A longer email address is left out, never cut (254: the longest address
+/// RFC 5321 can deliver).
+pub const MAX_EMAIL_LEN: usize = 254;
+/// A longer picture URL is left out, never cut (a cut URL is a broken one).
+pub const MAX_URL_LEN: usize = 2048;
+/// A longer user id refuses the sign-in (OpenID Connect's limit for `sub`).
+pub const MAX_SUBJECT_LEN: usize = 255;
 
 /// The query parameters of a callback, as sent by the provider.
 #[derive(Default)]
@@ -241,22 +253,35 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-/// Trims and strips control characters from a provider-supplied value and
-/// caps its length, so that it is safe in a header and keeps cookies small.
-pub fn clean(value: Option<&str>) -> Option<String> {
+/// A provider-supplied text value (name, handle) for an identity header:
+/// control characters stripped, trimmed, and cut at a character boundary
+/// to [`MAX_TEXT_LEN`] bytes. `None` when nothing is left.
+pub fn clean_text(value: Option<&str>) -> Option<String> {
+    let mut v = crate::identity::sanitize(value?);
+    if v.len() > MAX_TEXT_LEN {
+        let mut end = MAX_TEXT_LEN;
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        v.truncate(end);
+        // The cut may leave trailing whitespace.
+        v.truncate(v.trim_end().len());
+    }
+    (!v.is_empty()).then_some(v)
+}
+
+/// A provider-supplied value that is useless when cut (an email address, a
+/// URL): control characters stripped and trimmed, then left out entirely
+/// when longer than `max` bytes. `None` when empty or too long.
+pub fn clean_whole(value: Option<&str>, max: usize) -> Option<String> {
     let v = crate::identity::sanitize(value?);
-    if v.is_empty() {
-        return None;
-    }
-    const MAX: usize = 512;
-    if v.len() <= MAX {
-        return Some(v);
-    }
-    let mut end = MAX;
-    while !v.is_char_boundary(end) {
-        end -= 1;
-    }
-    Some(v[..end].to_owned())
+    (!v.is_empty() && v.len() <= max).then_some(v)
+}
+
+/// Whether a provider's user id can be the subject of `X-User`: not empty,
+/// at most [`MAX_SUBJECT_LEN`] bytes. (Never cut: a cut id is someone else's.)
+pub fn usable_subject(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_SUBJECT_LEN
 }
 
 /// An OAuth 2.0 client with authorization and token endpoints set, for a
@@ -278,8 +303,8 @@ pub(crate) type OAuth2Client<TR> = oauth2::Client<
 /// kept (`unauthorized_client`, which X answers to a bad secret, counts as
 /// `invalid_client`; the outage codes as unavailable); a body the oauth2
 /// crate could not parse goes to `unparsed` (Facebook's Graph errors).
-pub(crate) fn token_error<RE: std::error::Error + 'static>(
-    e: oauth2::RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
+pub(crate) fn token_error(
+    e: oauth2::RequestTokenError<ProviderError, oauth2::basic::BasicErrorResponse>,
     unparsed: impl FnOnce(&[u8]) -> ProviderError,
 ) -> ProviderError {
     match e {
@@ -297,9 +322,8 @@ pub(crate) fn token_error<RE: std::error::Error + 'static>(
                 _ => ProviderError::Rejected { code },
             }
         }
-        oauth2::RequestTokenError::Request(e) => ProviderError::Unavailable {
-            context: format!("token request failed: {}", error_chain(&e)),
-        },
+        // Our own client's errors (transport::TokenClient): already without URLs.
+        oauth2::RequestTokenError::Request(e) => e,
         oauth2::RequestTokenError::Parse(_, body) => unparsed(&body),
         oauth2::RequestTokenError::Other(m) => ProviderError::Protocol { reason: m },
     }
@@ -312,7 +336,8 @@ pub(crate) fn unparsable_token_response(body: &[u8]) -> ProviderError {
     }
 }
 
-/// An error and its causes on one line (no secrets: these are transport errors).
+/// An error and its causes on one line. For a `reqwest::Error`, use
+/// [`transport::transport_error`], which leaves out the URL.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -330,4 +355,72 @@ pub(crate) fn error_code(raw: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
         .take(64)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_values_are_cut_at_a_character_boundary() {
+        assert_eq!(clean_text(Some("  Alice\r\n ")).as_deref(), Some("Alice"));
+        assert_eq!(clean_text(Some(" \t ")), None);
+        assert_eq!(clean_text(None), None);
+        let fits = "a".repeat(MAX_TEXT_LEN);
+        assert_eq!(clean_text(Some(&fits)), Some(fits.clone()));
+        let long = format!("{fits}b");
+        assert_eq!(clean_text(Some(&long)), Some(fits));
+        // A 3-byte character straddling the cap is left out whole.
+        let straddling = format!("{}€tail", "a".repeat(MAX_TEXT_LEN - 1));
+        let cut = clean_text(Some(&straddling)).unwrap_or_default();
+        assert_eq!(cut, "a".repeat(MAX_TEXT_LEN - 1));
+        // A cut that ends in a space is trimmed.
+        let spaced = format!("{} x{}", "a".repeat(MAX_TEXT_LEN - 1), "y".repeat(10));
+        assert_eq!(
+            clean_text(Some(&spaced)).as_deref(),
+            Some(&*"a".repeat(MAX_TEXT_LEN - 1))
+        );
+    }
+
+    #[test]
+    fn urls_and_emails_are_dropped_when_too_long_never_cut() {
+        let base = "https://cdn.example/avatar/";
+        let fits = format!("{base}{}", "p".repeat(MAX_URL_LEN - base.len()));
+        assert_eq!(clean_whole(Some(&fits), MAX_URL_LEN), Some(fits.clone()));
+        assert_eq!(clean_whole(Some(&format!("{fits}q")), MAX_URL_LEN), None);
+        assert_eq!(
+            clean_whole(Some(" https://x.example/a.png\n"), MAX_URL_LEN).as_deref(),
+            Some("https://x.example/a.png")
+        );
+        let local = "l".repeat(64);
+        let domain = format!("{}.example", "d".repeat(MAX_EMAIL_LEN - 64 - 1 - 8));
+        let email = format!("{local}@{domain}");
+        assert_eq!(email.len(), MAX_EMAIL_LEN);
+        assert_eq!(
+            clean_whole(Some(&email), MAX_EMAIL_LEN),
+            Some(email.clone())
+        );
+        assert_eq!(clean_whole(Some(&format!("x{email}")), MAX_EMAIL_LEN), None);
+        assert_eq!(clean_whole(Some(""), MAX_EMAIL_LEN), None);
+    }
+
+    #[test]
+    fn user_ids_are_refused_when_too_long() {
+        assert!(usable_subject("10158234567890123"));
+        assert!(usable_subject(&"1".repeat(MAX_SUBJECT_LEN)));
+        assert!(!usable_subject(&"1".repeat(MAX_SUBJECT_LEN + 1)));
+        assert!(!usable_subject(""));
+    }
+
+    #[test]
+    fn identity_caps_are_the_documented_ones() {
+        assert_eq!(
+            (MAX_TEXT_LEN, MAX_EMAIL_LEN, MAX_URL_LEN, MAX_SUBJECT_LEN),
+            (512, 254, 2048, 255)
+        );
+        assert_eq!(
+            (transport::MAX_DOCUMENT, transport::MAX_RESPONSE),
+            (512 * 1024, 256 * 1024)
+        );
+    }
 }

@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
 
 use super::id_token::{self, Expected, IdTokenError};
-use super::{clean, CallbackParams, Provider, ProviderError};
+use super::transport::{self, TokenClient, MAX_DOCUMENT, MAX_RESPONSE};
+use super::{clean_text, clean_whole, CallbackParams, Provider, ProviderError};
+use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config;
 use crate::identity::Identity;
 use crate::pages::Logo;
@@ -40,8 +42,6 @@ const CLOCK_LEEWAY_SECS: u64 = 60;
 const DEFAULT_KEYS_TTL: Duration = Duration::from_secs(3600);
 /// ... and never more often than this, whatever max-age says.
 const MIN_KEYS_TTL: Duration = Duration::from_secs(60);
-/// Discovery and JWKS documents larger than this are refused.
-const MAX_DOCUMENT: u64 = 512 * 1024;
 /// Discovery documents are re-read after this long.
 const METADATA_TTL: Duration = Duration::from_secs(24 * 3600);
 /// An unknown `kid` refetches the JWKS at most this often (forged tokens must
@@ -273,7 +273,10 @@ impl OidcProvider {
         let body = self.get_json(&url, "discovery").await?.0;
         let metadata: Metadata =
             serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
-                reason: format!("discovery document at {url} is not valid: {e}"),
+                reason: format!(
+                    "discovery document at {} is not valid: {e}",
+                    transport::shown_url(&url)
+                ),
             })?;
         if metadata.issuer().as_str() != self.issuer {
             return Err(ProviderError::Protocol {
@@ -292,7 +295,10 @@ impl OidcProvider {
         let (body, max_age) = self.get_json(jwks_uri.as_str(), "signing keys").await?;
         let set: JsonWebKeySet<CoreJsonWebKey> =
             serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
-                reason: format!("JWKS at {jwks_uri} is not valid: {e}"),
+                reason: format!(
+                    "JWKS at {} is not valid: {e}",
+                    transport::shown_url(jwks_uri.as_str())
+                ),
             })?;
         let ttl = max_age
             .unwrap_or(DEFAULT_KEYS_TTL)
@@ -303,24 +309,26 @@ impl OidcProvider {
         })
     }
 
-    /// GETs a JSON document; returns the body and the Cache-Control max-age.
+    /// GETs a JSON document (at most [`MAX_DOCUMENT`] bytes); returns the
+    /// body and the Cache-Control max-age.
     async fn get_json(
         &self,
         url: &str,
         what: &str,
-    ) -> Result<(bytes::Bytes, Option<Duration>), ProviderError> {
-        self.get_json_as(url, what, None).await
+    ) -> Result<(Vec<u8>, Option<Duration>), ProviderError> {
+        self.get_json_as(url, what, None, MAX_DOCUMENT).await
     }
 
-    /// As `get_json`, with a bearer token when given (UserInfo).
+    /// As `get_json`, with a bearer token when given (UserInfo) and a cap.
     async fn get_json_as(
         &self,
         url: &str,
         what: &str,
         bearer: Option<&str>,
-    ) -> Result<(bytes::Bytes, Option<Duration>), ProviderError> {
+        cap: usize,
+    ) -> Result<(Vec<u8>, Option<Duration>), ProviderError> {
         let unavailable = |detail: String| ProviderError::Unavailable {
-            context: format!("{what} at {url}: {detail}"),
+            context: format!("{what} at {}: {detail}", transport::shown_url(url)),
         };
         let mut req = self
             .http
@@ -332,7 +340,7 @@ impl OidcProvider {
         let resp = req
             .send()
             .await
-            .map_err(|e| unavailable(super::error_chain(&e)))?;
+            .map_err(|e| unavailable(transport::transport_error(e)))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(unavailable(format!("HTTP {status}")));
@@ -343,16 +351,7 @@ impl OidcProvider {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(max_age);
-        if resp.content_length().is_some_and(|n| n > MAX_DOCUMENT) {
-            return Err(unavailable("document too large".into()));
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| unavailable(super::error_chain(&e)))?;
-        if body.len() as u64 > MAX_DOCUMENT {
-            return Err(unavailable("document too large".into()));
-        }
+        let body = transport::read_capped(resp, cap, what).await?;
         Ok((body, max_age))
     }
 
@@ -454,7 +453,7 @@ impl OidcProvider {
             return Ok(claims);
         };
         let (body, _) = self
-            .get_json_as(url.as_str(), "userinfo", Some(access_token))
+            .get_json_as(url.as_str(), "userinfo", Some(access_token), MAX_RESPONSE)
             .await?;
         let info: id_token::UserInfo =
             serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol {
@@ -476,13 +475,13 @@ impl OidcProvider {
             provider: self.id.clone(),
             subject: claims.sub,
             email: if verified {
-                clean(p.email.as_deref())
+                clean_whole(p.email.as_deref(), MAX_EMAIL_LEN)
             } else {
                 None
             },
-            name: clean(p.name.as_deref()),
-            login: clean(p.preferred_username.as_deref()),
-            picture: clean(p.picture.as_deref()),
+            name: clean_text(p.name.as_deref()),
+            login: clean_text(p.preferred_username.as_deref()),
+            picture: clean_whole(p.picture.as_deref(), MAX_URL_LEN),
         }
     }
 }
@@ -578,7 +577,7 @@ impl Provider for OidcProvider {
             req = req.set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()));
         }
         let token = req
-            .request_async(&self.http)
+            .request_async(&TokenClient(&self.http))
             .await
             .map_err(|e| super::token_error(e, super::unparsable_token_response))?;
         let raw =

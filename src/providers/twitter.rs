@@ -24,7 +24,9 @@ use subtle::ConstantTimeEq as _;
 use url::Url;
 
 use super::oauth1::{self, Credentials};
-use super::{clean, CallbackParams, Provider, ProviderError};
+use super::transport::{self, TokenClient, MAX_RESPONSE};
+use super::{clean_text, clean_whole, CallbackParams, Provider, ProviderError};
+use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config::{self, XProtocol};
 use crate::identity::Identity;
 use crate::pages::Logo;
@@ -34,8 +36,6 @@ type Client = super::OAuth2Client<BasicTokenResponse>;
 
 /// The scope that lets `/2/users/me` return `confirmed_email`.
 const EMAIL_SCOPE: &str = "users.email";
-/// Largest API response we read.
-const MAX_BODY: usize = 256 * 1024;
 
 pub struct TwitterProvider {
     id: String,
@@ -126,7 +126,7 @@ impl TwitterProvider {
             .oauth2
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()))
-            .request_async(&self.http)
+            .request_async(&TokenClient(&self.http))
             .await
             .map_err(|e| super::token_error(e, super::unparsable_token_response))?;
 
@@ -191,7 +191,7 @@ impl TwitterProvider {
         creds: &Credentials<'_>,
         extra: &[(&str, &str)],
         what: &str,
-    ) -> Result<bytes::Bytes, ProviderError> {
+    ) -> Result<Vec<u8>, ProviderError> {
         let header = oauth1::authorization_header(
             method.as_str(),
             url,
@@ -346,7 +346,7 @@ impl TwitterProvider {
         picture: Option<String>,
         email: Option<String>,
     ) -> Result<Identity, ProviderError> {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        if !super::usable_subject(&id) || !id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ProviderError::Protocol {
                 reason: "X returned an unusable user id".into(),
             });
@@ -354,10 +354,10 @@ impl TwitterProvider {
         Ok(Identity {
             provider: self.id.clone(),
             subject: id,
-            email: clean(email.as_deref()),
-            name: clean(name.as_deref()),
-            login: clean(login.as_deref()),
-            picture: clean(picture.as_deref()),
+            email: clean_whole(email.as_deref(), MAX_EMAIL_LEN),
+            name: clean_text(name.as_deref()),
+            login: clean_text(login.as_deref()),
+            picture: clean_whole(picture.as_deref(), MAX_URL_LEN),
         })
     }
 }
@@ -407,24 +407,12 @@ fn unix_time() -> u64 {
 async fn read_api(
     resp: Result<reqwest::Response, reqwest::Error>,
     what: &str,
-) -> Result<bytes::Bytes, ProviderError> {
+) -> Result<Vec<u8>, ProviderError> {
     let resp = resp.map_err(|e| ProviderError::Unavailable {
-        context: format!("{what}: {}", super::error_chain(&e)),
+        context: format!("{what}: {}", transport::transport_error(e)),
     })?;
     let status = resp.status();
-    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(ProviderError::Protocol {
-            reason: format!("{what}: answer too large"),
-        });
-    }
-    let body = resp.bytes().await.map_err(|e| ProviderError::Unavailable {
-        context: format!("{what}: {}", super::error_chain(&e)),
-    })?;
-    if body.len() > MAX_BODY {
-        return Err(ProviderError::Protocol {
-            reason: format!("{what}: answer too large"),
-        });
-    }
+    let body = transport::read_capped(resp, MAX_RESPONSE, what).await?;
     if status.is_success() {
         return Ok(body);
     }

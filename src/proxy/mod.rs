@@ -616,7 +616,17 @@ impl Portcullis {
                         ) else {
                             return internal_error();
                         };
-                        Reply::redirect(url.to_string()).cookie(set)
+                        let mut reply = Reply::redirect(url.to_string()).cookie(set);
+                        // At most MAX_PENDING_LOGINS login states per browser.
+                        let held = session.req_header().headers.get_all(COOKIE).iter();
+                        for clear in app.codec.clear_crowded_out_logins(
+                            app.cookie_name(),
+                            held.map(|v| v.as_bytes()),
+                            &app.login_attrs,
+                        ) {
+                            reply = reply.cookie(clear);
+                        }
+                        reply
                     }
                     Err(e) => {
                         ctx.outcome = "provider_error";

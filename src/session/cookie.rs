@@ -45,6 +45,33 @@ pub fn find<'a>(cookie_headers: impl IntoIterator<Item = &'a [u8]>, name: &str) 
     std::str::from_utf8(value).ok()
 }
 
+/// The cookies whose names start with `prefix` (the login-state cookies),
+/// as `(name, value)` in header order, each name once (its first
+/// occurrence), at most `max` of them. Same scanning bounds as [`find`];
+/// pairs that are not UTF-8 are skipped.
+pub fn find_prefixed<'a>(
+    cookie_headers: impl IntoIterator<Item = &'a [u8]>,
+    prefix: &str,
+    max: usize,
+) -> Vec<(&'a str, &'a str)> {
+    let mut found: Vec<(&'a str, &'a str)> = Vec::new();
+    for (name, value) in Pairs::new(cookie_headers.into_iter()) {
+        if found.len() >= max {
+            break;
+        }
+        if !name.starts_with(prefix.as_bytes()) {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
+            continue;
+        };
+        if found.iter().all(|(n, _)| *n != name) {
+            found.push((name, value));
+        }
+    }
+    found
+}
+
 /// The session value that may be split: cookie `name` itself when present
 /// and non-empty (it wins), else the parts `name_0`, `name_1`, ...
 /// concatenated. Parts must be contiguous from 0, at most [`MAX_PARTS`], each
@@ -514,6 +541,32 @@ mod tests {
         assert_eq!(find(one(&huge), NAME), None);
         assert_eq!(find_split(one(&huge), NAME), None);
         assert!(start.elapsed() < std::time::Duration::from_millis(100));
+    }
+
+    #[test]
+    fn find_prefixed_lists_each_name_once_in_order() {
+        let h = one("a=1; _p_login_b=2; _p_login_a=1; _p=s; _p_login_b=dup; _p_loginx=3");
+        assert_eq!(
+            find_prefixed(h, "_p_login_", 8),
+            vec![("_p_login_b", "2"), ("_p_login_a", "1")]
+        );
+        assert_eq!(find_prefixed(h, "_p_login_", 1), vec![("_p_login_b", "2")]);
+        assert!(find_prefixed(one("a=1"), "_p_login_", 8).is_empty());
+        let headers: [&[u8]; 2] = [b"_p_login_x=\xff; _p_login_y=1", b"_p_login_z=2"];
+        assert_eq!(
+            find_prefixed(headers, "_p_login_", 8),
+            vec![("_p_login_y", "1"), ("_p_login_z", "2")]
+        );
+    }
+
+    #[test]
+    fn find_prefixed_is_bounded_by_bytes() {
+        let filler = format!("junk={}; ", "x".repeat(MAX_SCAN_BYTES));
+        let header = format!("_p_login_a=1; {filler}_p_login_b=2");
+        assert_eq!(
+            find_prefixed(one(&header), "_p_login_", 8),
+            vec![("_p_login_a", "1")]
+        );
     }
 
     #[test]

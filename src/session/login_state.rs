@@ -14,10 +14,23 @@ use crate::identity::wire;
 /// How long a login may take, from start to callback (also the cookie's
 /// `Max-Age`).
 pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
-/// Path of the login-state cookie: sent only to `/oauth2/callback/{provider}`.
-pub const LOGIN_COOKIE_PATH: &str = "/oauth2/callback";
-/// A longer return path is replaced by `/` (it would not fit in a cookie).
-pub const MAX_RETURN_TO_LEN: usize = 2048;
+/// Path of the login-state cookie: sent to `/oauth2/callback/{provider}`,
+/// which needs it, and to `/oauth2/start/{provider}`, which retires the
+/// oldest ones (see [`crowded_out`]); never to the application.
+pub const LOGIN_COOKIE_PATH: &str = "/oauth2/";
+/// A longer return path is replaced by `/`. The return path is most of a
+/// login-state cookie: with this cap one is at most about 1.7 KB, so
+/// [`MAX_PENDING_LOGINS`] of them stay far inside the 32 KB that
+/// `cookie::find` scans.
+pub const MAX_RETURN_TO_LEN: usize = 1024;
+/// Login-state cookies one browser keeps at once, the one being set
+/// included. Each start of a login clears the oldest beyond this, so that
+/// repeated starts (every one adds a cookie for ten minutes) cannot push
+/// the newest past the scan budget.
+pub const MAX_PENDING_LOGINS: usize = 4;
+/// Login-state cookies looked at when a login starts (bounded work: each is
+/// an AEAD open).
+pub const MAX_LOGINS_EXAMINED: usize = 32;
 
 /// Characters of the state used in the cookie name (96 bits).
 const STATE_PREFIX_LEN: usize = 16;
@@ -146,6 +159,40 @@ pub fn cookie_name(base: &str, state: &str) -> Option<String> {
     }
     let prefix = state.get(..STATE_PREFIX_LEN)?;
     Some(format!("{base}_login_{prefix}"))
+}
+
+/// The common prefix of every login-state cookie name for `base`:
+/// `{base}_login_`.
+pub fn cookie_prefix(base: &str) -> String {
+    format!("{base}_login_")
+}
+
+/// Which login-state cookies to clear when a new login starts, so that the
+/// browser keeps at most [`MAX_PENDING_LOGINS`] including the new one.
+/// `held` lists the login-state cookies the request carried, in header
+/// order, each with the expiry sealed inside it (`None`: it does not open,
+/// is expired or is not a login state, so it goes anyway). The newest are
+/// kept: latest sealed expiry first (every login state lives
+/// [`LOGIN_STATE_TTL`], so that is the latest start), and among equal
+/// expiries (starts within one second) the one later in the header, as
+/// browsers list older cookies first. A name listed twice counts once.
+pub fn crowded_out<'a>(held: &[(&'a str, Option<u64>)]) -> Vec<&'a str> {
+    let mut clear: Vec<&'a str> = Vec::new();
+    let mut live: Vec<(u64, usize, &'a str)> = Vec::new();
+    for (position, &(name, expires_at)) in held.iter().enumerate() {
+        if clear.contains(&name) || live.iter().any(|&(_, _, n)| n == name) {
+            continue;
+        }
+        match expires_at {
+            Some(at) => live.push((at, position, name)),
+            None => clear.push(name),
+        }
+    }
+    // Newest first.
+    live.sort_unstable_by_key(|&(at, position, _)| std::cmp::Reverse((at, position)));
+    let keep = MAX_PENDING_LOGINS.saturating_sub(1);
+    clear.extend(live.iter().skip(keep).map(|&(_, _, name)| name));
+    clear
 }
 
 fn random_token() -> String {
@@ -329,6 +376,77 @@ mod tests {
     #[test]
     fn ttl_and_path() {
         assert_eq!(LOGIN_STATE_TTL, Duration::from_secs(600));
-        assert_eq!(LOGIN_COOKIE_PATH, "/oauth2/callback");
+        // Sent to /oauth2/start/... and /oauth2/callback/...: both are needed.
+        for path in ["/oauth2/start/google", "/oauth2/callback/google"] {
+            assert!(path.starts_with(LOGIN_COOKIE_PATH), "{path}");
+        }
+        assert!(LOGIN_COOKIE_PATH.ends_with('/'));
+    }
+
+    #[test]
+    fn crowded_out_keeps_the_newest_three_for_a_fourth() {
+        assert_eq!(MAX_PENDING_LOGINS, 4);
+        assert!(crowded_out(&[]).is_empty());
+        let three = [("a", Some(100)), ("b", Some(200)), ("c", Some(300))];
+        assert!(crowded_out(&three).is_empty());
+        // Oldest by sealed expiry, whatever the header order.
+        let five = [
+            ("e", Some(500)),
+            ("a", Some(100)),
+            ("c", Some(300)),
+            ("d", Some(400)),
+            ("b", Some(200)),
+        ];
+        assert_eq!(crowded_out(&five), vec!["b", "a"]);
+    }
+
+    #[test]
+    fn crowded_out_breaks_ties_by_header_order() {
+        // Five logins started within one second: the last three listed stay.
+        let same = [
+            ("a", Some(7)),
+            ("b", Some(7)),
+            ("c", Some(7)),
+            ("d", Some(7)),
+            ("e", Some(7)),
+        ];
+        assert_eq!(crowded_out(&same), vec!["b", "a"]);
+        // An older second still goes first.
+        let mixed = [
+            ("a", Some(8)),
+            ("b", Some(7)),
+            ("c", Some(8)),
+            ("d", Some(8)),
+        ];
+        assert_eq!(crowded_out(&mixed), vec!["b"]);
+    }
+
+    #[test]
+    fn crowded_out_clears_what_does_not_open_and_counts_names_once() {
+        let held = [
+            ("x", None),
+            ("a", Some(1)),
+            ("a", Some(9)),
+            ("y", None),
+            ("b", Some(2)),
+            ("x", None),
+        ];
+        assert_eq!(crowded_out(&held), vec!["x", "y"]);
+        let many: Vec<(String, Option<u64>)> =
+            (0..20).map(|i| (format!("n{i:02}"), Some(i))).collect();
+        let many: Vec<(&str, Option<u64>)> = many.iter().map(|(n, e)| (n.as_str(), *e)).collect();
+        let cleared = crowded_out(&many);
+        assert_eq!(cleared.len(), 20 - (MAX_PENDING_LOGINS - 1));
+        for kept in ["n17", "n18", "n19"] {
+            assert!(!cleared.contains(&kept), "{kept}");
+        }
+    }
+
+    #[test]
+    fn cookie_prefix_is_what_cookie_name_starts_with() {
+        let login = LoginState::new("google", "/");
+        let name = cookie_name("_portcullis", &login.state).unwrap_or_default();
+        assert!(name.starts_with(&cookie_prefix("_portcullis")));
+        assert_eq!(cookie_prefix("_p"), "_p_login_");
     }
 }

@@ -10,6 +10,9 @@
 //! [`LOGIN_COOKIE_PATH`] for [`LOGIN_STATE_TTL`]. In the callback, derive the
 //! name from the `state` query parameter, open the cookie under it, then
 //! check `matches_state` and that `provider` is the callback's provider.
+//! When a login starts, `SessionCodec::clear_crowded_out_logins` gives the
+//! `Set-Cookie`s that retire the browser's oldest login states (at most
+//! [`login_state::MAX_PENDING_LOGINS`] stay, the new one included).
 
 pub mod cookie;
 pub mod login_state;
@@ -84,6 +87,48 @@ impl SessionCodec {
     /// [`SessionCodec::open_login_state_at`] at the current time.
     pub fn open_login_state(&self, name: &str, sealed: &str) -> Option<LoginState> {
         self.open_login_state_at(name, sealed, unix_now())
+    }
+
+    /// `Set-Cookie` values that clear the login-state cookies (of base name
+    /// `base`) in the request's `cookie_headers` that a new login crowds
+    /// out: the oldest beyond [`login_state::MAX_PENDING_LOGINS`] - 1, by
+    /// the expiry sealed inside them, and every one that does not open at
+    /// `now` as a login state. At most [`login_state::MAX_LOGINS_EXAMINED`]
+    /// are looked at. To be sent with the new login's cookie.
+    pub fn clear_crowded_out_logins_at<'a>(
+        &self,
+        base: &str,
+        cookie_headers: impl IntoIterator<Item = &'a [u8]>,
+        attrs: &CookieAttrs,
+        now: u64,
+    ) -> Vec<String> {
+        let prefix = login_state::cookie_prefix(base);
+        let held: Vec<(&str, Option<u64>)> =
+            cookie::find_prefixed(cookie_headers, &prefix, login_state::MAX_LOGINS_EXAMINED)
+                .into_iter()
+                .map(|(name, sealed)| {
+                    let expires_at = self
+                        .sealer
+                        .open_with_expiry_at(name, sealed, now)
+                        .filter(|(payload, _)| LoginState::decode(payload).is_some())
+                        .map(|(_, at)| at);
+                    (name, expires_at)
+                })
+                .collect();
+        login_state::crowded_out(&held)
+            .into_iter()
+            .map(|name| cookie::clear_one(name, LOGIN_COOKIE_PATH, attrs))
+            .collect()
+    }
+
+    /// [`SessionCodec::clear_crowded_out_logins_at`] at the current time.
+    pub fn clear_crowded_out_logins<'a>(
+        &self,
+        base: &str,
+        cookie_headers: impl IntoIterator<Item = &'a [u8]>,
+        attrs: &CookieAttrs,
+    ) -> Vec<String> {
+        self.clear_crowded_out_logins_at(base, cookie_headers, attrs, unix_now())
     }
 }
 
@@ -170,6 +215,88 @@ mod tests {
             c.open_identity(NAME, read.as_deref().unwrap_or_default()),
             Some(identity())
         );
+    }
+
+    fn lax() -> CookieAttrs {
+        CookieAttrs {
+            secure: false,
+            same_site: SameSite::Lax,
+            domain: None,
+        }
+    }
+
+    /// `n` login states sealed at one-second steps from `t0`, as a browser
+    /// would send them (oldest first), with their cookie names.
+    fn held_logins(c: &SessionCodec, n: u64, t0: u64) -> (Vec<String>, String) {
+        let mut names = Vec::new();
+        let mut pairs = Vec::new();
+        for i in 0..n {
+            let login = LoginState::new("google", "/");
+            let name = login_state::cookie_name(NAME, &login.state).unwrap_or_default();
+            let expires = t0 + i + LOGIN_STATE_TTL.as_secs();
+            let sealed = c.sealer().seal_at(&name, &login.encode(), expires);
+            pairs.push(format!("{name}={sealed}"));
+            names.push(name);
+        }
+        (names, pairs.join("; "))
+    }
+
+    /// The cookie names cleared by `Set-Cookie` values.
+    fn cleared(set: &[String]) -> Vec<String> {
+        set.iter()
+            .map(|c| {
+                assert!(
+                    c.contains("Max-Age=0") && c.contains("Path=/oauth2/;"),
+                    "{c}"
+                );
+                c.split('=').next().unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_login_clears_the_oldest_beyond_three() {
+        let c = codec(0);
+        let now = 1_000_000;
+        let (names, header) = held_logins(&c, 6, now - 10);
+        // Shuffled order: the sealed expiry decides, not the header.
+        let mut parts: Vec<&str> = header.split("; ").collect();
+        parts.reverse();
+        let shuffled = format!("_portcullis=s; {}", parts.join("; "));
+        let set = c.clear_crowded_out_logins_at(NAME, [shuffled.as_bytes()], &lax(), now);
+        let mut got = cleared(&set);
+        got.sort();
+        let mut want = names[..3].to_vec();
+        want.sort();
+        assert_eq!(got, want);
+        // Three or fewer: nothing to clear.
+        let (_, three) = held_logins(&c, 3, now - 10);
+        assert!(c
+            .clear_crowded_out_logins_at(NAME, [three.as_bytes()], &lax(), now)
+            .is_empty());
+    }
+
+    #[test]
+    fn login_states_that_do_not_open_are_cleared_and_do_not_count() {
+        let c = codec(0);
+        let now = 1_000_000;
+        let (names, header) = held_logins(&c, 3, now - 10);
+        let foreign = held_logins(&codec(1), 1, now - 10).1;
+        let expired = held_logins(&c, 1, now - 1000).1;
+        let header = format!("{foreign}; _portcullis_login_garbage=x; {expired}; {header}");
+        let set = c.clear_crowded_out_logins_at(NAME, [header.as_bytes()], &lax(), now);
+        let got = cleared(&set);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got.contains(&"_portcullis_login_garbage".to_owned()));
+        for kept in &names {
+            assert!(!got.contains(kept), "{kept}");
+        }
+        // A session, or an identity sealed under a login-state name, is no login state.
+        let id_name = format!("{NAME}_login_0123456789abcdef");
+        let id = c.seal_identity_at(&id_name, &identity(), now + 60);
+        let header = format!("{NAME}=x; {id_name}={id}");
+        let set = c.clear_crowded_out_logins_at(NAME, [header.as_bytes()], &lax(), now);
+        assert_eq!(cleared(&set), vec![id_name]);
     }
 
     #[test]

@@ -263,6 +263,18 @@ mod tests {
     }
 
     #[test]
+    fn open_with_expiry_returns_the_sealed_expiry() {
+        let s = sealer();
+        let sealed = s.seal_at(NAME, b"x", LATER);
+        assert_eq!(
+            s.open_with_expiry_at(NAME, &sealed, NOW),
+            Some((b"x".to_vec(), LATER))
+        );
+        assert_eq!(s.open_with_expiry_at(NAME, &sealed, LATER), None);
+        assert_eq!(s.open_with_expiry_at("_other", &sealed, NOW), None);
+    }
+
+    #[test]
     fn round_trip() {
         let s = sealer();
         for payload in [&b""[..], b"x", b"hello world", &[0u8; 3000]] {

@@ -1,11 +1,15 @@
 //! Sign in with Facebook end to end through the proxy against the local
 //! Facebook (tests/it/support/mock_facebook.rs, written from Meta's docs).
 
+use std::time::{Duration, Instant};
+
 use reqwest::StatusCode;
 
 use crate::common::{json, location, upstream_header};
 use crate::support::harness::{self, Browser, Portcullis};
-use crate::support::mock_facebook::{self, FbUser, MockFacebook, SecretSource};
+use crate::support::mock_facebook::{
+    self, Endless, FbUser, MockFacebook, SecretSource, ENDLESS_BYTES,
+};
 use crate::support::upstream::{self, Upstream};
 
 const APP_ID: &str = "4242424242";
@@ -204,4 +208,196 @@ async fn sign_in_works_when_facebook_requires_the_proof_and_graph_outages_are_50
     w.fb.fail_graph(None);
     let echo = w.signed_in().await;
     assert!(upstream_header(&echo, "x-user").is_some());
+}
+
+/// The peak resident memory (VmHWM) of process `pid`, in bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status");
+    kb * 1024
+}
+
+/// A misbehaving or compromised provider streams a body without end, from
+/// the token endpoint, then (separately) from Graph's `/me`. Each sign-in
+/// ends on the 502 page as soon as the 256 KiB cap is passed: long before
+/// the 15 s HTTP timeout, with the proxy's peak memory far below what the
+/// provider offered, and the proxy keeps serving.
+#[tokio::test]
+async fn endless_token_and_graph_answers_end_on_a_502_with_flat_memory() {
+    const MEMORY_BOUND: u64 = 100 * 1024 * 1024;
+    const { assert!(ENDLESS_BYTES > 5 * MEMORY_BOUND) };
+    let w = FbWorld::start().await;
+    let _ = w.signed_in().await;
+    for endless in [Endless::Token, Endless::Graph] {
+        w.fb.set_endless(Some(endless));
+        let before = w.fb.endless_bytes_sent();
+        let mut b = Browser::new();
+        let callback = w.callback(&mut b).await;
+        let started = Instant::now();
+        let resp = b.get(&callback).await;
+        let took = started.elapsed();
+        let sent = w.fb.endless_bytes_sent() - before;
+        let peak = peak_memory(w.proxy.pid());
+        eprintln!(
+            "{endless:?}: {} after {took:?}; {sent} bytes streamed of {ENDLESS_BYTES} offered; \
+             proxy VmHWM {peak} bytes",
+            resp.status()
+        );
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY, "{endless:?}");
+        let page = resp.text().await.unwrap();
+        assert!(page.contains("could not be used"), "{endless:?}: {page}");
+        assert!(
+            peak < MEMORY_BOUND,
+            "{endless:?}: peak memory {peak} bytes (the provider offered {ENDLESS_BYTES})"
+        );
+        assert!(took < Duration::from_secs(5), "{endless:?} took {took:?}");
+        assert!(
+            sent > 256 * 1024 && sent < 64 * 1024 * 1024,
+            "{endless:?}: the provider got to send {sent} bytes"
+        );
+        w.proxy
+            .wait_for_log("the answer is larger than 262144 bytes")
+            .await;
+        assert!(b.cookie("_portcullis").is_none());
+    }
+    assert_eq!(w.fb.graph_hits(), 2, "the token case never reached /me");
+
+    w.fb.set_endless(None);
+    let echo = w.signed_in().await;
+    assert!(upstream_header(&echo, "x-user").is_some());
+}
+
+/// A port on which nothing listens (it was free a moment ago).
+fn dead_port() -> u16 {
+    harness::free_port()
+}
+
+/// The URLs in `logs` (from `http://` to the next space, quote or bracket).
+fn logged_urls(logs: &str) -> Vec<&str> {
+    logs.match_indices("http://")
+        .map(|(i, _)| {
+            let rest = &logs[i..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || matches!(c, '"' | ')' | ']' | ','))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect()
+}
+
+/// Item 6 of issue 11: reqwest's error text names the URL, and the Graph
+/// call's URL carries `appsecret_proof`. After a Graph call that fails in
+/// transport (nothing listens at `/me`), a token endpoint that cannot be
+/// reached, and a Graph error object, no log line holds a proof, a code, a
+/// state, an access token, or a provider URL with a query string.
+#[tokio::test]
+async fn provider_failures_log_no_urls_proofs_codes_or_tokens() {
+    let fb = mock_facebook::start(APP_ID, APP_SECRET).await;
+    fb.set_auto_approve(Some(FbUser::alice()));
+    let upstream = upstream::start().await;
+    let secret = harness::session_secret();
+    let dead = dead_port();
+    let proxy = harness::start(|port| {
+        format!(
+            r#"{base}
+[providers.facebook]
+client_id = "{APP_ID}"
+client_secret = "{APP_SECRET}"
+authorize_url = "{dialog}"
+token_url = "{token}"
+userinfo_url = "http://127.0.0.1:{dead}/v26.0/me"
+
+[providers.fbtoken]
+kind = "facebook"
+client_id = "{APP_ID}"
+client_secret = "{APP_SECRET}"
+authorize_url = "{dialog}"
+token_url = "http://127.0.0.1:{dead}/v26.0/oauth/access_token"
+userinfo_url = "{me}"
+"#,
+            base = harness::base_config(port, &upstream.base_url, &secret),
+            dialog = fb.dialog_url(),
+            token = fb.token_url(),
+            me = fb.me_url(),
+        )
+    })
+    .await;
+
+    let mut callbacks = Vec::new();
+    for (provider, graph_error) in [
+        ("facebook", None),
+        ("fbtoken", None),
+        ("facebook", Some(503)),
+    ] {
+        fb.fail_graph(graph_error);
+        let mut b = Browser::new();
+        let resp = b
+            .get(&proxy.url(&format!("/oauth2/start/{provider}?rd=%2F")))
+            .await;
+        assert_eq!(resp.status(), StatusCode::FOUND, "{}", proxy.logs());
+        let at_fb = b.get(&location(&resp)).await;
+        let callback = location(&at_fb);
+        let callback = callback.split('#').next().unwrap_or_default().to_owned();
+        let resp = b.get(&callback).await;
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY, "{provider}");
+        let page = resp.text().await.unwrap();
+        assert!(
+            !page.contains("127.0.0.1:") && !page.contains("appsecret_proof"),
+            "{page}"
+        );
+        callbacks.push(callback);
+    }
+    // The three failures, each logged where it happened.
+    for needle in [
+        "provider=\"facebook\" error=the provider is unavailable: /me: ",
+        "provider=\"fbtoken\" error=the provider is unavailable: token endpoint: ",
+        "fb_code=2",
+        "oauth/access_token: Facebook error 2",
+        "path=/oauth2/callback/fbtoken",
+    ] {
+        proxy.wait_for_log(needle).await;
+    }
+    let logs = proxy.logs();
+    assert_eq!(fb.graph_hits(), 0, "/me was never on the mock");
+    // What must never be there.
+    let tokens = fb.issued_access_tokens();
+    assert!(!tokens.is_empty());
+    for token in &tokens {
+        assert!(
+            !logs.contains(token.as_str()),
+            "an access token is in the logs"
+        );
+    }
+    for callback in &callbacks {
+        let url = url::Url::parse(callback).unwrap();
+        for (k, v) in url.query_pairs() {
+            if k == "code" || k == "state" {
+                assert!(!logs.contains(v.as_ref()), "a callback {k} is in the logs");
+            }
+        }
+    }
+    for needle in ["appsecret_proof", APP_SECRET] {
+        assert!(!logs.contains(needle), "{needle:?} in the logs:\n{logs}");
+    }
+    // `code=` and `state=` as parameters (`fb_code=2` is Facebook's error code).
+    for param in ["code=", "state="] {
+        let as_parameter = logs.match_indices(param).any(|(i, _)| {
+            !logs[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        assert!(!as_parameter, "{param:?} in the logs:\n{logs}");
+    }
+    let dead_url = format!("127.0.0.1:{dead}");
+    for url in logged_urls(&logs) {
+        assert!(
+            !url.contains('?') && !url.contains(&dead_url),
+            "a provider URL in the logs: {url}"
+        );
+    }
 }

@@ -5,6 +5,7 @@ use reqwest::StatusCode;
 use crate::common::{json, location, upstream_header, World};
 use crate::support::harness::Browser;
 use crate::support::mock_google::{IssuerStyle, Tamper, TestUser};
+use portcullis::session::login_state::{MAX_PENDING_LOGINS, MAX_RETURN_TO_LEN};
 
 const ALICE_SUB: &str = "110169484474386276334";
 
@@ -263,6 +264,58 @@ async fn security_16_parallel_logins_in_one_browser_all_succeed() {
     }
     let echo = json(b.get(&w.url("/two")).await).await;
     assert!(upstream_header(&echo, "x-user").is_some());
+}
+
+/// Every start adds a login-state cookie for ten minutes. Twenty starts in
+/// one browser (a user clicking "Sign in" again and again, with the longest
+/// return path kept) used to push the newest cookie past the 32 KB that the
+/// callback scans: the last sign-in then failed as "no longer valid". Each
+/// start now clears the oldest, so the browser holds at most four.
+#[tokio::test]
+async fn twenty_starts_in_one_browser_leave_four_login_states_and_the_last_signs_in() {
+    let w = World::start("").await;
+    let mut b = Browser::new();
+    let rd = format!(
+        "/report/{}",
+        "r".repeat(MAX_RETURN_TO_LEN - "/report/".len())
+    );
+    let mut authorize = String::new();
+    for _ in 0..20 {
+        authorize = w.start_login(&mut b, &rd).await;
+    }
+    let pending: Vec<_> = b
+        .cookies()
+        .iter()
+        .filter(|c| c.name.starts_with("_portcullis_login_"))
+        .collect();
+    assert_eq!(pending.len(), MAX_PENDING_LOGINS, "{pending:#?}");
+    assert!(pending.iter().all(|c| c.path == "/oauth2/"), "{pending:#?}");
+    let jar_bytes: usize = pending
+        .iter()
+        .map(|c| c.name.len() + c.value.len() + 3)
+        .sum();
+    assert!(jar_bytes < 8 * 1024, "{jar_bytes} bytes of login state");
+
+    let callback = w.provider_answer(&mut b, &authorize).await;
+    let resp = b.get(&callback).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "{}", w.proxy.logs());
+    assert_eq!(location(&resp), rd);
+    assert!(b.cookie("_portcullis").is_some());
+    // The callback cleared its own login state; the other three stay.
+    let left = b
+        .cookies()
+        .iter()
+        .filter(|c| c.name.starts_with("_portcullis_login_"))
+        .count();
+    assert_eq!(left, MAX_PENDING_LOGINS - 1);
+
+    // A longer return path is not kept at all: the sign-in returns to `/`.
+    let too_long = format!("{rd}x");
+    let authorize = w.start_login(&mut b, &too_long).await;
+    let callback = w.provider_answer(&mut b, &authorize).await;
+    let resp = b.get(&callback).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "{}", w.proxy.logs());
+    assert_eq!(location(&resp), "/");
 }
 
 #[tokio::test]

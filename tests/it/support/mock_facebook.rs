@@ -54,7 +54,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,11 @@ pub const CODE_LIFETIME: Duration = Duration::from_secs(600);
 pub const ACCESS_TOKEN_EXPIRES_IN: u64 = 5_183_944;
 /// Size of the default `picture` (user-picture: the default `small`/`square` size is 50 px).
 pub const PICTURE_SIZE: u32 = 50;
+/// How much an [`Endless`] answer offers before it would end: far more than any client should
+/// read (finite only so that a client without a limit fails a test instead of the machine).
+pub const ENDLESS_BYTES: u64 = 512 * 1024 * 1024;
+/// The piece an [`Endless`] answer is streamed in.
+const ENDLESS_CHUNK: usize = 64 * 1024;
 
 /// The permissions the dialog accepts (public ones from Facebook's permissions reference); any
 /// other is refused with Facebook's "Invalid Scopes" page.
@@ -197,6 +202,16 @@ impl FbUser {
     }
 }
 
+/// Not Facebook's behaviour: an endpoint of a misbehaving or compromised provider that answers
+/// `200 application/json` with a chunked body that does not end (see [`ENDLESS_BYTES`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endless {
+    /// `oauth/access_token`.
+    Token,
+    /// `/me`.
+    Graph,
+}
+
 /// What tests can change. Every field has a setter on [`MockFacebook`].
 #[derive(Clone, Debug)]
 pub struct Controls {
@@ -221,6 +236,8 @@ pub struct Controls {
     pub fail_graph: Option<u16>,
     /// The token endpoint waits this long before answering.
     pub token_delay: Duration,
+    /// This endpoint streams an endless body instead of answering.
+    pub endless: Option<Endless>,
     /// Added to the mock's clock: expires codes (10 min) and tokens (~60 days) without sleeping.
     pub clock_offset: Duration,
 }
@@ -237,6 +254,7 @@ impl Default for Controls {
             require_proof: true,
             fail_graph: None,
             token_delay: Duration::ZERO,
+            endless: None,
             clock_offset: Duration::ZERO,
         }
     }
@@ -315,6 +333,8 @@ struct Hits {
     token: AtomicUsize,
     graph: AtomicUsize,
     consent: AtomicUsize,
+    /// Bytes of [`Endless`] bodies handed to the server so far.
+    endless_bytes: Arc<AtomicU64>,
 }
 
 #[derive(Clone, Debug)]
@@ -526,6 +546,22 @@ impl MockFacebook {
     /// Graph answers `status` (e.g. `Some(500)`) with error code 2 until set back to `None`.
     pub fn fail_graph(&self, status: Option<u16>) {
         self.with_controls(|c| c.fail_graph = status);
+    }
+
+    /// `Some(endpoint)`: that endpoint streams an endless body until set back to `None`.
+    pub fn set_endless(&self, endless: Option<Endless>) {
+        self.with_controls(|c| c.endless = endless);
+    }
+
+    /// Bytes of endless bodies streamed so far (handed to the server: at most a socket
+    /// buffer more than the client read).
+    pub fn endless_bytes_sent(&self) -> u64 {
+        self.shared.hits.endless_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Every access token the token endpoint has issued.
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.shared.state().tokens.keys().cloned().collect()
     }
 
     pub fn set_token_delay(&self, delay: Duration) {
@@ -790,6 +826,9 @@ async fn token(
     if !controls.token_delay.is_zero() {
         tokio::time::sleep(controls.token_delay).await;
     }
+    if controls.endless == Some(Endless::Token) {
+        return endless(&app, "{\"access_token\":\"");
+    }
     let query = parse_pairs(query.as_deref().unwrap_or("").as_bytes());
     let content_type = header_str(&headers, header::CONTENT_TYPE).map(str::to_owned);
     let body = if method == Method::POST && is_form(content_type.as_deref()) {
@@ -929,6 +968,9 @@ async fn me(
     headers: HeaderMap,
 ) -> Response {
     app.hits.graph.fetch_add(1, Ordering::SeqCst);
+    if app.controls().endless == Some(Endless::Graph) {
+        return endless(&app, "{\"id\":\"1\",\"name\":\"");
+    }
     let query = parse_pairs(query.as_deref().unwrap_or("").as_bytes());
     let authorization = header_str(&headers, header::AUTHORIZATION).map(str::trim);
     let auth_scheme = authorization.map(|v| v.split(' ').next().unwrap_or("").to_owned());
@@ -1226,6 +1268,38 @@ impl GraphError {
         }
         response
     }
+}
+
+/// `200 application/json` whose chunked body starts with `prefix` (the opening of a JSON
+/// string) and then goes on with `a` for [`ENDLESS_BYTES`], counting what it hands over.
+fn endless(app: &App, prefix: &'static str) -> Response {
+    let counter = app.hits.endless_bytes.clone();
+    let chunks = futures_util::stream::unfold(0u64, move |sent| {
+        let counter = counter.clone();
+        async move {
+            if sent >= ENDLESS_BYTES {
+                return None;
+            }
+            let chunk = if sent == 0 {
+                let mut first = prefix.as_bytes().to_vec();
+                first.resize(ENDLESS_CHUNK, b'a');
+                Bytes::from(first)
+            } else {
+                Bytes::from_static(&[b'a'; ENDLESS_CHUNK])
+            };
+            counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            Some((
+                Ok::<_, std::convert::Infallible>(chunk),
+                sent + ENDLESS_CHUNK as u64,
+            ))
+        }
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 /// Graph's JSON: `application/json; charset=UTF-8`, a `facebook-api-version` header, and
