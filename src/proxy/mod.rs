@@ -1,6 +1,7 @@
 //! The pingora `ProxyHttp` implementation: thin glue from pingora to the
 //! decisions in `auth`, the sessions in `session` and the providers.
 
+pub mod decide;
 pub mod headers;
 pub mod request;
 mod respond;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use http::header::{ACCEPT, COOKIE};
+use http::header::COOKIE;
 use http::{HeaderValue, Method};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -22,7 +23,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::access_log;
-use crate::auth::flow::{self, RequestKind, Route};
+use crate::auth::flow::{self, Route};
 use crate::auth::{policy, redirect::safe_return_path};
 use crate::config::{self, Settings};
 use crate::identity::Identity;
@@ -31,8 +32,9 @@ use crate::providers::{CallbackParams, Providers};
 use crate::session::cookie::{self, CookieAttrs};
 use crate::session::login_state::{self, LoginState, LOGIN_COOKIE_PATH, LOGIN_STATE_TTL};
 use crate::session::SessionCodec;
+use decide::{UpgradeKind, Verdict};
 use headers::IdentityHeaders;
-use request::{Refusal, Target};
+use request::Refusal;
 use respond::Reply;
 
 /// Everything a request needs, built once at start-up.
@@ -266,12 +268,6 @@ enum TargetState {
     Refused,
 }
 
-/// The canonical view of the request's target (see `request.rs`).
-fn canonical(req: &RequestHeader) -> std::result::Result<Target<'_>, Refusal> {
-    let host = req.headers.get(http::header::HOST).map(|v| v.as_bytes());
-    request::canonicalize(&req.method, req.raw_path(), host)
-}
-
 /// The request-target that was judged: the canonical one, else what the
 /// client sent (lossily, for a refused one).
 fn judged_target<'a>(req: &'a RequestHeader, ctx: &'a Ctx) -> Cow<'a, str> {
@@ -284,68 +280,6 @@ fn judged_target<'a>(req: &'a RequestHeader, ctx: &'a Ctx) -> Cow<'a, str> {
 /// The path part of a target.
 fn path_of(target: &str) -> &str {
     target.split('?').next().unwrap_or_default()
-}
-
-/// What kind of `Upgrade` a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum UpgradeKind {
-    None,
-    /// `GET`, HTTP/1.1, `Upgrade: websocket`, `Connection: upgrade`: the
-    /// only upgrade that is tunnelled.
-    WebSocket,
-    /// Anything else (`h2c` above all): removed, proxied as plain HTTP.
-    Other,
-}
-
-fn upgrade_kind(req: &RequestHeader) -> UpgradeKind {
-    let mut upgrades = req.headers.get_all(http::header::UPGRADE).iter();
-    let Some(first) = upgrades.next() else {
-        return UpgradeKind::None;
-    };
-    let websocket = req.method == Method::GET
-        && req.version == http::Version::HTTP_11
-        && upgrades.next().is_none()
-        && first
-            .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"websocket")
-        && req
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
-    if websocket {
-        UpgradeKind::WebSocket
-    } else {
-        UpgradeKind::Other
-    }
-}
-
-/// Turns a request with a refused `Upgrade` into a plain one: `Upgrade`,
-/// `HTTP2-Settings` and their `Connection` tokens go, so that neither
-/// pingora nor the upstream sees an upgrade.
-fn remove_upgrade(req: &mut RequestHeader) -> Result<()> {
-    req.remove_header(&http::header::UPGRADE);
-    req.remove_header("http2-settings");
-    let kept: Vec<Vec<u8>> = req
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(|t| t.trim_ascii())
-        .filter(|t| {
-            !t.is_empty()
-                && !t.eq_ignore_ascii_case(b"upgrade")
-                && !t.eq_ignore_ascii_case(b"http2-settings")
-        })
-        .map(<[u8]>::to_vec)
-        .collect();
-    req.remove_header(&http::header::CONNECTION);
-    if !kept.is_empty() {
-        req.insert_header(http::header::CONNECTION, kept.join(&b", "[..]))?;
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -378,52 +312,42 @@ impl ProxyHttp for Portcullis {
     /// (`upstream_request_filter` writes it when it differs).
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let app = &*self.0;
-        let (own_path, public) = match canonical(session.req_header()) {
-            Err(refusal) => {
+        let decision = app.decide(session.req_header());
+        if let Some(wire) = decision.rewritten {
+            ctx.target = TargetState::Rewritten(wire);
+        }
+        if decision.upgrade == UpgradeKind::Other {
+            decide::remove_upgrade(session.req_header_mut())?;
+        }
+        let websocket = decision.upgrade == UpgradeKind::WebSocket;
+        match decision.verdict {
+            Verdict::Refuse(refusal) => {
                 ctx.target = TargetState::Refused;
                 ctx.outcome = "bad_request";
                 bad_target(refusal).send(session).await?;
                 // A client that sends such targets gets no second request.
                 session.set_keepalive(None);
-                return Ok(true);
+                Ok(true)
             }
-            Ok(target) => {
-                if let Some(wire) = target.rewritten() {
-                    ctx.target = TargetState::Rewritten(wire.into());
+            Verdict::Own(path) => {
+                let reply = self.own_route(session, ctx, flow::route(&path)).await;
+                reply.send(session).await?;
+                Ok(true)
+            }
+            Verdict::Public => {
+                // A public route: no session needed, no identity sent.
+                ctx.outcome = "public";
+                if websocket {
+                    ctx.outcome = "public_upgrade";
+                    upgrade::tunnel(app, session, ctx).await?;
+                    return Ok(true);
                 }
-                let path = target.decoded();
-                let own = (path.starts_with("/oauth2") && flow::route(path) != Route::Upstream)
-                    .then(|| path.to_owned());
-                (own, app.is_public(session.req_header(), path))
+                Ok(false)
             }
-        };
-        let upgrade = upgrade_kind(session.req_header());
-        if upgrade == UpgradeKind::Other {
-            remove_upgrade(session.req_header_mut())?;
-        }
-
-        if let Some(path) = own_path {
-            let reply = self.own_route(session, ctx, flow::route(&path)).await;
-            reply.send(session).await?;
-            return Ok(true);
-        }
-
-        if public {
-            // A public route: no session needed, no identity sent.
-            ctx.outcome = "public";
-            if upgrade == UpgradeKind::WebSocket {
-                ctx.outcome = "public_upgrade";
-                upgrade::tunnel(app, session, ctx).await?;
-                return Ok(true);
-            }
-            return Ok(false);
-        }
-
-        match app.read_session_until(session.req_header()) {
-            Some((id, expires_at)) if policy::allowed(&app.settings.access, &id) => {
+            Verdict::Forward(id, expires_at) => {
                 ctx.identity = Some(id);
                 ctx.session_expires_at = expires_at;
-                if upgrade == UpgradeKind::WebSocket {
+                if websocket {
                     // WebSocket: our own tunnel (see upgrade.rs for why).
                     ctx.outcome = "upgrade";
                     upgrade::tunnel(app, session, ctx).await?;
@@ -431,31 +355,21 @@ impl ProxyHttp for Portcullis {
                 }
                 Ok(false)
             }
-            Some((id, _)) => {
+            Verdict::Forbidden(id) => {
                 ctx.outcome = "forbidden";
                 let rd = judged_target(session.req_header(), ctx).into_owned();
                 forbidden(&id, &rd).send(session).await?;
                 Ok(true)
             }
-            None => {
-                let req = session.req_header();
-                let target = judged_target(req, ctx);
-                let decoded = canonical(req).ok();
-                let kind = RequestKind {
-                    path: decoded.as_ref().map_or("/", |t| t.decoded()),
-                    accept: req.headers.get(ACCEPT).map(|v| v.as_bytes()),
-                    x_requested_with: req.headers.get("x-requested-with").map(|v| v.as_bytes()),
-                    sec_fetch_mode: req.headers.get("sec-fetch-mode").map(|v| v.as_bytes()),
-                };
-                let (outcome, reply) = if flow::is_api_request(&app.settings.access, &kind) {
-                    ("unauthenticated", unauthenticated_json())
+            Verdict::SignIn { api } => {
+                let reply = if api {
+                    ctx.outcome = "unauthenticated";
+                    unauthenticated_json()
                 } else {
-                    (
-                        "sign_in_redirect",
-                        Reply::redirect(flow::sign_in_location(&target)),
-                    )
+                    ctx.outcome = "sign_in_redirect";
+                    let target = judged_target(session.req_header(), ctx);
+                    Reply::redirect(flow::sign_in_location(&target))
                 };
-                ctx.outcome = outcome;
                 reply.send(session).await?;
                 Ok(true)
             }
