@@ -10,10 +10,18 @@
 //! [`LOGIN_COOKIE_PATH`] for [`LOGIN_STATE_TTL`]. In the callback, derive the
 //! name from the `state` query parameter, open the cookie under it, then
 //! check `matches_state` and that `provider` is the callback's provider.
+//!
+//! Where the session lives (`store = "cookie"` or `"redis"`) is behind
+//! [`SessionStore`] (`store.rs`); with Redis the cookie holds a sealed
+//! ticket and the identity is in Redis (`redis.rs`), with a per-process
+//! cache in front (`cache.rs`).
 
+pub mod cache;
 pub mod cookie;
 pub mod login_state;
+pub mod redis;
 pub mod seal;
+pub mod store;
 
 use std::time::Duration;
 
@@ -22,6 +30,7 @@ use crate::identity::Identity;
 pub use self::cookie::{CookieAttrs, SameSite};
 pub use self::login_state::{LoginState, LOGIN_COOKIE_PATH, LOGIN_STATE_TTL};
 pub use self::seal::{unix_now, KeyError, Sealer, SessionKey, MAX_SEALED_LEN};
+pub use self::store::{SessionStore, Unavailable};
 
 /// Seals and opens identities and login states with one [`Sealer`].
 #[derive(Clone, Debug)]
