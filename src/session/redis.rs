@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::{Client, RedisError};
 use serde::Serialize;
 use tokio::runtime::Handle;
 
@@ -53,6 +53,9 @@ const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(250);
 
 /// On a cache miss: the identity and expiry in one round trip, and "last
 /// seen" updated only if the session still exists (no key is created).
+/// Sent with EVAL each time (Redis caches the compiled script): always one
+/// round trip, also right after a Redis restart, where EVALSHA would take
+/// three.
 const FETCH_SCRIPT: &str = r"
 local v = redis.call('HMGET', KEYS[1], 'v', 'exp')
 if v[1] then redis.call('HSET', KEYS[1], 'seen', ARGV[1]) end
@@ -243,7 +246,6 @@ pub struct RedisStore {
     subscribed: AtomicBool,
     /// Sessions revoked by operators, as announced on the channel.
     revoked: AtomicU64,
-    fetch: Script,
     error_log: ErrorLog,
 }
 
@@ -330,7 +332,6 @@ impl RedisStore {
             },
             subscribed: AtomicBool::new(false),
             revoked: AtomicU64::new(0),
-            fetch: Script::new(FETCH_SCRIPT),
             error_log: ErrorLog::default(),
         });
         runtime.spawn(watch_health(store.clone()));
@@ -430,13 +431,16 @@ impl RedisStore {
         }
         let epoch = self.cache.epoch();
         let key = self.keys.session(&id_hex(&id));
-        let script = self.fetch.clone();
         let mut con = self.connection();
         let fetched = self
             .run(async move {
-                let (v, exp): (Option<Vec<u8>>, Option<u64>) =
-                    script.key(key).arg(unix).invoke_async(&mut con).await?;
-                Ok((v, exp))
+                redis::cmd("EVAL")
+                    .arg(FETCH_SCRIPT)
+                    .arg(1)
+                    .arg(key)
+                    .arg(unix)
+                    .query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut con)
+                    .await
             })
             .await;
         match fetched {
