@@ -16,5 +16,6 @@ mod mock_x_selftest;
 mod oidc;
 mod oidc_peer_selftest;
 mod proxying;
+mod redis_store;
 mod security;
 mod twitter;
