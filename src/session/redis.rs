@@ -470,55 +470,7 @@ impl RedisStore {
         if !self.is_usable() {
             return Err(Unavailable);
         }
-        let now = unix_now();
-        let hex = id_hex(&id);
-        let user = identity.user();
-        let mut value = Vec::with_capacity(128);
-        identity.encode(&mut value);
-        let session_key = self.keys.session(&hex);
-        let user_key = self.keys.user(&user);
-        let mut pipe = redis::pipe();
-        pipe.cmd("HSET")
-            .arg(&session_key)
-            .arg("v")
-            .arg(value)
-            .arg("user")
-            .arg(&user)
-            .arg("provider")
-            .arg(&identity.provider)
-            .arg("created")
-            .arg(now)
-            .arg("seen")
-            .arg(now)
-            .arg("exp")
-            .arg(expires_at)
-            .ignore()
-            .cmd("EXPIREAT")
-            .arg(&session_key)
-            .arg(expires_at)
-            .ignore()
-            .cmd("ZADD")
-            .arg(&user_key)
-            .arg(expires_at)
-            .arg(&hex)
-            .ignore()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(&user_key)
-            .arg("-inf")
-            .arg(now)
-            .ignore()
-            // The index lives as long as its longest session: set a TTL on
-            // a new index, extend it on an existing one.
-            .cmd("EXPIREAT")
-            .arg(&user_key)
-            .arg(expires_at)
-            .arg("NX")
-            .ignore()
-            .cmd("EXPIREAT")
-            .arg(&user_key)
-            .arg(expires_at)
-            .arg("GT")
-            .ignore();
+        let pipe = put_session(&self.keys, &id, identity, expires_at, unix_now());
         let epoch = self.cache.epoch();
         let mut con = self.connection();
         self.run(async move { pipe.query_async::<()>(&mut con).await })
@@ -681,6 +633,66 @@ async fn subscribe(store: Arc<RedisStore>) {
     }
 }
 
+/// The commands that store a new session and index it under its user (one
+/// pipeline, one round trip).
+pub fn put_session(
+    keys: &Keys,
+    id: &SessionId,
+    identity: &Identity,
+    expires_at: u64,
+    now: u64,
+) -> redis::Pipeline {
+    let hex = id_hex(id);
+    let user = identity.user();
+    let mut value = Vec::with_capacity(128);
+    identity.encode(&mut value);
+    let session_key = keys.session(&hex);
+    let user_key = keys.user(&user);
+    let mut pipe = redis::pipe();
+    pipe.cmd("HSET")
+        .arg(&session_key)
+        .arg("v")
+        .arg(value)
+        .arg("user")
+        .arg(&user)
+        .arg("provider")
+        .arg(&identity.provider)
+        .arg("created")
+        .arg(now)
+        .arg("seen")
+        .arg(now)
+        .arg("exp")
+        .arg(expires_at)
+        .ignore()
+        .cmd("EXPIREAT")
+        .arg(&session_key)
+        .arg(expires_at)
+        .ignore()
+        .cmd("ZADD")
+        .arg(&user_key)
+        .arg(expires_at)
+        .arg(&hex)
+        .ignore()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&user_key)
+        .arg("-inf")
+        .arg(now)
+        .ignore()
+        // The index lives as long as its longest session: set a TTL on
+        // a new index, extend it on an existing one.
+        .cmd("EXPIREAT")
+        .arg(&user_key)
+        .arg(expires_at)
+        .arg("NX")
+        .ignore()
+        .cmd("EXPIREAT")
+        .arg(&user_key)
+        .arg(expires_at)
+        .arg("GT")
+        .ignore();
+    pipe
+}
+
 /// The user's live sessions, oldest first.
 pub async fn list(
     con: &mut impl ConnectionLike,
@@ -768,7 +780,12 @@ pub async fn revoke(
 pub async fn connect_once(
     settings: &config::Redis,
 ) -> Result<redis::aio::MultiplexedConnection, String> {
-    let client = Client::open(settings.url.expose()).map_err(|e| describe(&e))?;
+    connect_url(settings.url.expose()).await
+}
+
+/// [`connect_once`] from a bare URL (tools and benchmarks).
+pub async fn connect_url(url: &str) -> Result<redis::aio::MultiplexedConnection, String> {
+    let client = Client::open(url).map_err(|e| describe(&e))?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(5)));
