@@ -844,3 +844,129 @@ async fn session_endpoints_explain_themselves_with_the_cookie_store() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("store is \"cookie\""));
 }
+
+/// Three replicas behind nginx round-robin (one `public_url`, one Redis): a sign-in whose
+/// requests land on different replicas works; the next requests are served by each of the
+/// three; a sign-out through nginx makes a saved copy of the cookie useless on all three
+/// within a second; an operator's revocation ends every session of that user, and only hers.
+#[tokio::test]
+async fn three_replicas_behind_nginx_round_robin() {
+    use crate::support::nginx;
+    test_redis::require!();
+    nginx::require!();
+    let redis = test_redis::start().await;
+    let google = mock_google::start(CLIENT_ID, CLIENT_SECRET).await;
+    google.set_auto_approve(Some(TestUser::alice()));
+    let upstream = upstream::start().await;
+    let secret = harness::session_secret();
+    let front = harness::free_port();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let admin = harness::free_port();
+        let proxy = harness::start(|port| {
+            redis_config(port, admin, &upstream, &google, &secret, &redis.url()).replacen(
+                &format!("public_url = \"http://127.0.0.1:{port}\""),
+                &format!("public_url = \"http://127.0.0.1:{front}\""),
+                1,
+            )
+        })
+        .await;
+        replicas.push(Replica { proxy, admin });
+    }
+    let backends: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("127.0.0.1:{}", r.proxy.port))
+        .collect();
+    let lb = nginx::start_balancer_at(front, &backends)
+        .await
+        .unwrap_or_else(|logs| panic!("nginx could not listen on {front}:\n{logs}"));
+    let site = Site {
+        google,
+        upstream,
+        secret,
+        replicas,
+    };
+    site.ready().await;
+    let through_lb = |value: String| {
+        let url = lb.url("/dashboard");
+        async move {
+            harness::client()
+                .get(url)
+                .header(ACCEPT, "application/json")
+                .header(COOKIE, format!("{COOKIE_NAME}={value}"))
+                .send()
+                .await
+                .expect("request through nginx")
+                .status()
+        }
+    };
+    // Alice signs in through nginx: start, callback and the return land on whichever replica
+    // nginx picks.
+    let mut alice = Browser::new();
+    let (alice_cookie, user) = sign_in_through(&mut alice, &lb.base_url).await;
+    assert_eq!(user.as_deref(), Some(user_of(&TestUser::alice()).as_str()));
+    // The next requests are spread over the three, and each serves her.
+    for _ in 0..6 {
+        assert_eq!(through_lb(alice_cookie.clone()).await, StatusCode::OK);
+    }
+    let line = format!("outcome=proxied user={}", user_of(&TestUser::alice()));
+    for r in &site.replicas {
+        r.proxy.wait_for_log(&line).await;
+    }
+
+    // Sign-out through nginx: a saved copy is refused by all three within a second.
+    let out = alice.get(&lb.url("/oauth2/sign_out")).await;
+    assert_eq!(out.status(), StatusCode::FOUND);
+    let took = time_until_refused_everywhere(&site, &alice_cookie, Instant::now()).await;
+    assert!(took < PROPAGATION, "sign-out took {took:?}");
+    for _ in 0..6 {
+        assert_eq!(
+            through_lb(alice_cookie.clone()).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    // Bob (two browsers) and Carol sign in through nginx; Bob's sessions are revoked.
+    site.google.set_auto_approve(Some(TestUser::bob()));
+    let (bob_1, _) = sign_in_through(&mut Browser::new(), &lb.base_url).await;
+    let (bob_2, _) = sign_in_through(&mut Browser::new(), &lb.base_url).await;
+    let carol_user = TestUser::new("117000000000000000003", "carol@example.com", "Carol C");
+    site.google.set_auto_approve(Some(carol_user));
+    let (carol, _) = sign_in_through(&mut Browser::new(), &lb.base_url).await;
+    for value in [&bob_1, &bob_2, &carol] {
+        for r in &site.replicas {
+            assert_eq!(probe(r, value).await.0, StatusCode::OK);
+        }
+    }
+    let resp = harness::client()
+        .post(site.replicas[1].admin_url(&format!(
+            "/sessions/revoke?user={}",
+            user_of(&TestUser::bob())
+        )))
+        .send()
+        .await
+        .expect("POST revoke");
+    let since = Instant::now();
+    assert_eq!(json(resp).await, serde_json::json!({ "revoked": 2 }));
+    for value in [&bob_1, &bob_2] {
+        let took = time_until_refused_everywhere(&site, value, since).await;
+        assert!(took < PROPAGATION, "revocation took {took:?}");
+    }
+    for _ in 0..6 {
+        assert_eq!(through_lb(bob_2.clone()).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(through_lb(carol.clone()).await, StatusCode::OK);
+    }
+}
+
+/// The whole sign-in through the front at `base`; the session cookie's value and the `X-User`
+/// the app got on the page it ends on.
+async fn sign_in_through(b: &mut Browser, base: &str) -> (String, Option<String>) {
+    let picker = b.follow(&format!("{base}/dashboard"), 3).await;
+    assert_eq!(picker.status(), StatusCode::OK);
+    let link = picker_link(&picker.text().await.unwrap_or_default(), "google");
+    let resp = b.follow(&format!("{base}{link}"), 6).await;
+    assert_eq!(resp.status(), StatusCode::OK, "hops: {:#?}", b.hops());
+    let echo = json(resp).await;
+    let value = b.cookie(COOKIE_NAME).expect("session cookie").value.clone();
+    (value, upstream_header(&echo, "x-user"))
+}
