@@ -5,6 +5,10 @@
 //! prints `_portcullis=...` sealed with SECRET (base64, as in
 //! `session.secret`) for `bench:{subject}`, valid for one hour. Anyone
 //! holding the secret can do this; that is why the secret is a secret.
+//!
+//! With `REDIS_URL` set (and `REDIS_KEY_PREFIX`, default `portcullis:`),
+//! the session is written to that Redis and the cookie is a ticket for
+//! `store = "redis"`.
 
 use std::time::Duration;
 
@@ -34,8 +38,45 @@ fn main() {
         login: None,
         picture: None,
     };
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        let prefix = std::env::var("REDIS_KEY_PREFIX").unwrap_or_else(|_| "portcullis:".into());
+        println!("_portcullis={}", in_redis(&codec, &id, &url, &prefix));
+        return;
+    }
     println!(
         "_portcullis={}",
         codec.seal_identity("_portcullis", &id, Duration::from_secs(3600))
     );
+}
+
+/// Stores the session in Redis as Portcullis does; returns the sealed ticket.
+fn in_redis(codec: &SessionCodec, id: &Identity, url: &str, prefix: &str) -> String {
+    use portcullis::session::{redis, store, unix_now};
+    let now = unix_now();
+    let expires_at = now + 3600;
+    let (ticket, sealed) = store::new_ticket(codec, "_portcullis", expires_at);
+    let pipe = redis::put_session(
+        &redis::Keys::new(prefix),
+        &store::session_id(&ticket),
+        id,
+        expires_at,
+        now,
+    );
+    let stored = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                let mut con = redis::connect_url(url).await?;
+                pipe.query_async::<()>(&mut con)
+                    .await
+                    .map_err(|e| redis::describe(&e))
+            })
+        });
+    if let Err(e) = stored {
+        eprintln!("mint_session: Redis: {e}");
+        std::process::exit(1);
+    }
+    sealed
 }

@@ -1,5 +1,6 @@
-//! The admin listener (`[admin] listen`): `/healthz`, `/readyz` and
-//! Prometheus `/metrics`, on its own address so that none of it is ever
+//! The admin listener (`[admin] listen`): `/healthz`, `/readyz`,
+//! Prometheus `/metrics` and, with `store = "redis"`, `GET /sessions` and
+//! `POST /sessions/revoke`, on its own address so that none of it is ever
 //! reachable through the public listener (SECURITY.md row 14).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,9 +12,10 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::proxy::App;
+use crate::session::SessionStore;
 
 /// Every outcome the proxy records per request (the access log's `outcome`).
-pub const OUTCOMES: [&str; 22] = [
+pub const OUTCOMES: [&str; 23] = [
     "proxied",
     "upgrade",
     "upgrade_session_expired",
@@ -36,6 +38,7 @@ pub const OUTCOMES: [&str; 22] = [
     "auth_unauthenticated",
     "method_not_allowed",
     "proxy_error",
+    "session_store_unavailable",
 ];
 
 /// Lock-free request counters, one per outcome.
@@ -62,7 +65,7 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format 0.0.4.
-    pub fn render(&self, ready: &[(String, bool)]) -> String {
+    pub fn render(&self, ready: &[(String, bool)], store: &SessionStore) -> String {
         let mut out = String::with_capacity(2048);
         out.push_str(
             "# HELP portcullis_requests_total Requests by what Portcullis did with them.\n",
@@ -86,6 +89,18 @@ impl Metrics {
                 u8::from(*ok)
             ));
         }
+        let (revoked, up) = match store.redis() {
+            Some(redis) => (redis.revoked_total(), Some(redis.is_up())),
+            None => (0, None),
+        };
+        out.push_str("# HELP portcullis_sessions_revoked_total Sessions ended by an operator (admin listener or `portcullis sessions revoke`, on any replica), as announced to this replica.\n");
+        out.push_str("# TYPE portcullis_sessions_revoked_total counter\n");
+        out.push_str(&format!("portcullis_sessions_revoked_total {revoked}\n"));
+        if let Some(up) = up {
+            out.push_str("# HELP portcullis_session_store_up Whether Redis answered the last health check (1) or not (0).\n");
+            out.push_str("# TYPE portcullis_session_store_up gauge\n");
+            out.push_str(&format!("portcullis_session_store_up {}\n", u8::from(up)));
+        }
         out.push_str("# HELP portcullis_build_info Version of the running binary.\n");
         out.push_str("# TYPE portcullis_build_info gauge\n");
         out.push_str(&format!(
@@ -102,31 +117,50 @@ pub struct Admin(pub Arc<App>);
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let path = session.req_header().uri.path().to_owned();
-        let ready = self.0.provider_readiness().await;
+        let req = session.req_header();
+        let path = req.uri.path().to_owned();
+        let method = req.method.clone();
+        let query = req.uri.query().map(str::to_owned);
+        let cross_site = req.headers.contains_key(http::header::ORIGIN);
         let (status, content_type, body) = match path.as_str() {
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
             "/readyz" => {
+                let ready = self.0.provider_readiness().await;
+                let mut problems: Vec<String> = Vec::new();
                 let waiting: Vec<&str> = ready
                     .iter()
                     .filter(|(_, ok)| !ok)
                     .map(|(id, _)| id.as_str())
                     .collect();
-                if waiting.is_empty() {
+                if !waiting.is_empty() {
+                    problems.push(format!("waiting for providers: {}", waiting.join(", ")));
+                }
+                if let Err(why) = self.0.store().readiness() {
+                    problems.push(why);
+                }
+                if problems.is_empty() {
                     (StatusCode::OK, "text/plain", "ready\n".to_owned())
                 } else {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
                         "text/plain",
-                        format!("waiting for providers: {}\n", waiting.join(", ")),
+                        problems.join("\n") + "\n",
                     )
                 }
             }
-            "/metrics" => (
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.0.metrics().render(&ready),
-            ),
+            "/metrics" => {
+                let ready = self.0.provider_readiness().await;
+                (
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.0.metrics().render(&ready, self.0.store()),
+                )
+            }
+            "/sessions" | "/sessions/revoke" => {
+                let (status, body) =
+                    sessions(self.0.store(), &path, &method, query.as_deref(), cross_site).await;
+                (status, "application/json", body)
+            }
             _ => (
                 StatusCode::NOT_FOUND,
                 "text/plain",
@@ -143,6 +177,89 @@ impl ServeHttp for Admin {
     }
 }
 
+fn json_error(status: StatusCode, message: &str) -> (StatusCode, String) {
+    (status, serde_json::json!({ "error": message }).to_string())
+}
+
+/// `GET /sessions?user=U` and `POST /sessions/revoke?user=U`.
+async fn sessions(
+    store: &SessionStore,
+    path: &str,
+    method: &http::Method,
+    query: Option<&str>,
+    cross_site: bool,
+) -> (StatusCode, String) {
+    let revoke = path == "/sessions/revoke";
+    let expected = if revoke {
+        http::Method::POST
+    } else {
+        http::Method::GET
+    };
+    if *method != expected {
+        return json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            if revoke {
+                "use POST /sessions/revoke?user=..."
+            } else {
+                "use GET /sessions?user=..."
+            },
+        );
+    }
+    // A web page open in the operator's browser could POST here (a "simple"
+    // cross-site request needs no preflight); browsers always send Origin
+    // with such requests, command-line clients do not.
+    if revoke && cross_site {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "requests from web pages (with an Origin header) are refused",
+        );
+    }
+    let user = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .take(64)
+            .find(|(k, _)| k == "user")
+            .map(|(_, v)| v.into_owned())
+    });
+    let Some(user) = user.filter(|u| !u.is_empty() && u.len() <= 1024) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "the query parameter user is required, e.g. ?user=google:1234",
+        );
+    };
+    let Some(redis) = store.redis() else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "sessions are kept in cookies (session.store = \"cookie\"): there is no session list; set store = \"redis\"",
+        );
+    };
+    if revoke {
+        match redis.revoke(&user).await {
+            Ok(n) => {
+                tracing::info!(user = %user, revoked = n, "sessions revoked on the admin listener");
+                (
+                    StatusCode::OK,
+                    serde_json::json!({ "revoked": n }).to_string(),
+                )
+            }
+            Err(_) => json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session store (Redis) is unavailable",
+            ),
+        }
+    } else {
+        match redis.list(&user).await {
+            Ok(list) => (
+                StatusCode::OK,
+                serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned()),
+            ),
+            Err(_) => json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session store (Redis) is unavailable",
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,7 +271,10 @@ mod tests {
         m.count("proxied");
         m.count("signed_in");
         m.count("something_new");
-        let text = m.render(&[("google".into(), true), ("acme".into(), false)]);
+        let text = m.render(
+            &[("google".into(), true), ("acme".into(), false)],
+            &SessionStore::Cookie,
+        );
         assert!(
             text.contains("portcullis_requests_total{outcome=\"proxied\"} 2\n"),
             "{text}"
@@ -163,6 +283,11 @@ mod tests {
         assert!(text.contains("portcullis_requests_total{outcome=\"other\"} 1\n"));
         assert!(text.contains("portcullis_provider_ready{provider=\"google\"} 1\n"));
         assert!(text.contains("portcullis_provider_ready{provider=\"acme\"} 0\n"));
+        assert!(
+            text.contains("portcullis_sessions_revoked_total 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("portcullis_session_store_up"), "{text}");
     }
 
     #[test]

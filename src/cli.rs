@@ -25,4 +25,25 @@ pub enum Command {
     Check,
     /// Print a fresh random session secret (32 bytes, base64).
     Secret,
+    /// List or end a user's sessions (store = "redis"), talking to Redis.
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// Print the user's sessions as JSON (id, provider, created, last_seen, expires).
+    List {
+        /// The user, as in X-User: `{provider}:{subject}`, e.g. google:1234.
+        #[arg(long, value_name = "USER")]
+        user: String,
+    },
+    /// End all of the user's sessions on every replica; prints {"revoked": N}.
+    Revoke {
+        /// The user, as in X-User: `{provider}:{subject}`, e.g. google:1234.
+        #[arg(long, value_name = "USER")]
+        user: String,
+    },
 }

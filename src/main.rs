@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use portcullis::cli::{Cli, Command};
+use portcullis::cli::{Cli, Command, SessionsAction};
 use portcullis::config::{self, ConfigError, ProcessEnv};
 use portcullis::session::seal::SessionKey;
 
@@ -43,6 +43,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Sessions { action } => {
+            let path = config::resolve_path(cli.config);
+            match config::load(&path, &ProcessEnv) {
+                Ok(s) => sessions(&s, action),
+                Err(e) => {
+                    report(&path, &e);
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => {
             let path = config::resolve_path(cli.config);
             let settings = match config::load(&path, &ProcessEnv) {
@@ -60,6 +70,56 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `portcullis sessions list|revoke --user U`: straight to Redis, the same
+/// JSON as the admin listener. A revocation is announced to every replica.
+fn sessions(settings: &config::Settings, action: SessionsAction) -> ExitCode {
+    use portcullis::session::redis;
+    let config::SessionStore::Redis(store) = &settings.session.store else {
+        eprintln!(
+            "portcullis: session.store is \"cookie\": sessions live only in cookies and cannot be listed or revoked; set store = \"redis\""
+        );
+        return ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let keys = redis::Keys::new(&store.key_prefix);
+    let result = runtime.block_on(async {
+        let mut con = redis::connect_once(store).await?;
+        match action {
+            SessionsAction::List { user } => {
+                redis::list(&mut con, &keys, &user, portcullis::session::unix_now())
+                    .await
+                    .map(|list| serde_json::to_string(&list).unwrap_or_default())
+            }
+            SessionsAction::Revoke { user } => redis::revoke(&mut con, &keys, &user)
+                .await
+                .map(|(n, _)| serde_json::json!({ "revoked": n }).to_string()),
+        }
+        .map_err(|e| redis::describe(&e))
+    });
+    match result {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!(
+                "portcullis: Redis at {} could not be used: {why}",
+                store.url.redacted()
+            );
+            ExitCode::FAILURE
         }
     }
 }

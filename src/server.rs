@@ -13,6 +13,8 @@ use pingora::services::background::{background_service, BackgroundService};
 use crate::config::Settings;
 use crate::providers::{self, Providers};
 use crate::proxy::{App, Portcullis};
+use crate::session::redis::RedisStore;
+use crate::session::SessionStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -24,6 +26,8 @@ pub enum StartError {
     CallbackUrl(#[source] url::ParseError),
     #[error("server.tls_cert / server.tls_key: {0}")]
     Tls(String),
+    #[error("{0}")]
+    SessionStore(#[from] crate::session::redis::SetupError),
 }
 
 /// Resolves the upstream once, at start-up (pingora's `HttpPeer::new` would
@@ -47,6 +51,11 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     let upstream = resolve_upstream(&settings.upstream.host, settings.upstream.port)?;
     let http = providers::http_client().map_err(StartError::HttpClient)?;
     let providers = Providers::build(&settings, &http).map_err(StartError::CallbackUrl)?;
+    // Never waits for Redis: when it is down the proxy starts and /readyz says why.
+    let store = match &settings.session.store {
+        crate::config::SessionStore::Cookie => SessionStore::Cookie,
+        crate::config::SessionStore::Redis(redis) => SessionStore::Redis(RedisStore::start(redis)?),
+    };
 
     let conf = ServerConf {
         threads: settings.server.threads,
@@ -65,9 +74,14 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
         .as_ref()
         .map(|t| (t.cert.display().to_string(), t.key.display().to_string()));
     let names: Vec<String> = settings.providers.iter().map(|p| p.id.clone()).collect();
+    let session_store = if store.redis().is_some() {
+        "redis"
+    } else {
+        "cookie"
+    };
     let public_url = settings.server.public_url.to_string();
     let admin = settings.admin;
-    let app = Arc::new(App::new(settings, providers, upstream));
+    let app = Arc::new(App::new(settings, providers, upstream, store));
 
     let mut service = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -101,6 +115,7 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
         %public_url,
         %upstream,
         providers = ?names,
+        session_store,
         "portcullis {} starting",
         env!("CARGO_PKG_VERSION")
     );

@@ -133,6 +133,62 @@ pub struct Session {
     pub secure: bool,
     /// `session.same_site`, default `lax`.
     pub same_site: SameSite,
+    /// `session.store`, default `cookie`.
+    pub store: SessionStore,
+}
+
+/// Where sessions live (`session.store`).
+#[derive(Debug)]
+pub enum SessionStore {
+    /// `"cookie"` (the default): the sealed identity is the cookie.
+    Cookie,
+    /// `"redis"`: the cookie holds a sealed ticket, the identity is in Redis.
+    Redis(Redis),
+}
+
+/// `store = "redis"`: where Redis is and how its keys are named.
+#[derive(Debug)]
+pub struct Redis {
+    /// `session.redis_url`: `redis://`, `rediss://` (TLS) or `redis+unix://`.
+    pub url: RedisUrl,
+    /// `session.redis_key_prefix`, default `portcullis:`: every key and the
+    /// invalidation channel start with it.
+    pub key_prefix: String,
+}
+
+/// A Redis URL. It may carry a password, so its `Debug` shows only the
+/// scheme, and [`RedisUrl::redacted`] is what logs may print.
+#[derive(Clone)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub(crate) fn new(url: String) -> Self {
+        RedisUrl(url)
+    }
+
+    /// The URL itself, for the Redis client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without user, password and query (which may hold `pass=`).
+    pub fn redacted(&self) -> String {
+        match Url::parse(&self.0) {
+            Ok(mut url) => {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                url.set_query(None);
+                url.to_string()
+            }
+            Err(_) => "<unparsable>".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrl({})", self.redacted())
+    }
 }
 
 /// Names of the identity headers (`[headers]`), defaults `X-User`, ...

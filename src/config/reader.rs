@@ -102,6 +102,12 @@ impl<'e> Reader<'e> {
         }
     }
 
+    /// Takes a key without reading it (for a key that is refused whatever
+    /// its value, so that it is not also reported as unknown).
+    pub fn discard(&mut self, section: &mut Section, key: &str) {
+        section.table.remove(key);
+    }
+
     /// A sub-table; a missing one is an empty section.
     pub fn table(&mut self, section: &mut Section, key: &str) -> Option<Section> {
         let path = section.key(key);

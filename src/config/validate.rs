@@ -11,8 +11,8 @@ use url::{Host, Url};
 
 use super::reader::{Env, Issue, Reader, Section};
 use super::{
-    Access, Facebook, HeaderNames, Provider, ProviderKind, SameSite, Server, Session, Settings,
-    Tls, Twitter, Upstream, XProtocol,
+    Access, Facebook, HeaderNames, Provider, ProviderKind, Redis, RedisUrl, SameSite, Server,
+    Session, SessionStore, Settings, Tls, Twitter, Upstream, XProtocol,
 };
 use crate::session::seal::SessionKey;
 
@@ -373,22 +373,7 @@ fn session(r: &mut Reader, s: &mut Section, https: bool) -> Option<Session> {
         }
     };
 
-    let store_key = s.key("store");
-    match r.string(s, "store").as_deref() {
-        None | Some("cookie") => {}
-        Some("redis") => r.issue(
-            store_key,
-            "\"redis\" is not available in this version yet; use \"cookie\"",
-        ),
-        Some(other) => r.issue(store_key, format!("{other:?} is not one of cookie, redis")),
-    }
-    if s.contains("redis_url") {
-        let _ = r.string(s, "redis_url");
-        r.issue(
-            s.key("redis_url"),
-            "the redis session store is not available in this version yet; remove the key",
-        );
-    }
+    let store = session_store(r, s);
 
     Some(Session {
         secret: secret?,
@@ -398,7 +383,129 @@ fn session(r: &mut Reader, s: &mut Section, https: bool) -> Option<Session> {
         domain,
         secure,
         same_site,
+        store: store?,
     })
+}
+
+/// Not built yet: each is a config error rather than a setting silently ignored.
+const REDIS_LATER: [&str; 3] = [
+    "redis_cluster_urls",
+    "redis_sentinel_urls",
+    "redis_sentinel_master",
+];
+
+/// `session.store` and the `redis_*` keys. `None` when something is wrong.
+fn session_store(r: &mut Reader, s: &mut Section) -> Option<SessionStore> {
+    let store_key = s.key("store");
+    let redis = match r.string(s, "store").as_deref() {
+        None | Some("cookie") => false,
+        Some("redis") => true,
+        Some(other) => {
+            r.issue(&store_key, format!("{other:?} is not one of cookie, redis"));
+            return None;
+        }
+    };
+    let mut ok = true;
+    for key in REDIS_LATER {
+        if s.contains(key) {
+            r.discard(s, key);
+            r.issue(
+                s.key(key),
+                "Redis Sentinel and Cluster are not available in this version yet; use redis_url",
+            );
+            ok = false;
+        }
+    }
+    let url_key = s.key("redis_url");
+    let url_present = s.contains("redis_url");
+    let url = r.string(s, "redis_url");
+    let prefix_key = s.key("redis_key_prefix");
+    let prefix_present = s.contains("redis_key_prefix");
+    let prefix = r.string(s, "redis_key_prefix");
+    if !redis {
+        for (present, key) in [(url_present, &url_key), (prefix_present, &prefix_key)] {
+            if present {
+                r.issue(
+                    key,
+                    "is only used with store = \"redis\"; set that or remove the key",
+                );
+                ok = false;
+            }
+        }
+        return ok.then_some(SessionStore::Cookie);
+    }
+    if !url_present {
+        r.issue(
+            &url_key,
+            "is required with store = \"redis\", e.g. \"redis://127.0.0.1:6379/0\"",
+        );
+    }
+    let url = url.and_then(|u| match check_redis_url(&u) {
+        Ok(()) => Some(RedisUrl::new(u)),
+        Err(why) => {
+            r.issue(&url_key, why);
+            None
+        }
+    });
+    let key_prefix = prefix.unwrap_or_else(|| "portcullis:".to_owned());
+    let prefix_ok = !key_prefix.is_empty()
+        && key_prefix.len() <= 64
+        && key_prefix.bytes().all(|b| b.is_ascii_graphic());
+    if !prefix_ok {
+        r.issue(
+            &prefix_key,
+            "must be 1-64 printable characters without spaces, e.g. \"portcullis:\"",
+        );
+    }
+    if !(ok && prefix_ok) {
+        return None;
+    }
+    Some(SessionStore::Redis(Redis {
+        url: url?,
+        key_prefix,
+    }))
+}
+
+/// What is wrong with a Redis URL, in words that never repeat it (it may
+/// carry a password).
+fn check_redis_url(text: &str) -> Result<(), String> {
+    let url = Url::parse(text).map_err(|e| {
+        format!("is not a URL ({e}); expected redis://, rediss:// or redis+unix://")
+    })?;
+    match url.scheme() {
+        "redis" | "rediss" => {
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err("has no host".to_owned());
+            }
+            let db = url.path().trim_matches('/');
+            if !db.is_empty() && db.parse::<u16>().is_err() {
+                return Err(
+                    "has a path that is not a database number, e.g. redis://host:6379/0".to_owned(),
+                );
+            }
+            if url.fragment().is_some() {
+                return Err(
+                    "has a #fragment; #insecure (no TLS certificate checks) is not supported"
+                        .to_owned(),
+                );
+            }
+        }
+        "redis+unix" => {
+            if url.path().len() < 2 {
+                return Err(
+                    "has no socket path, e.g. redis+unix:///run/redis/redis.sock".to_owned(),
+                );
+            }
+        }
+        other => {
+            return Err(format!(
+                "scheme {other:?} is not one of redis://, rediss:// (TLS), redis+unix://"
+            ))
+        }
+    }
+    redis::IntoConnectionInfo::into_connection_info(text)
+        .map(|_| ())
+        .map_err(|e| format!("is not accepted by the Redis client: {}", e.category()))
 }
 
 fn headers(r: &mut Reader, s: &mut Section) -> Option<HeaderNames> {
@@ -1005,7 +1112,8 @@ client_secret = "${GOOGLE_SECRET}"
                 "access.api_paths[0]",
             ),
             ("[server]", "[sesion]\n[server]", "sesion"),
-            ("[session]", "[session]\nstore = \"redis\"", "session.store"),
+            ("[session]", "[session]\nstore = \"redis\"", "session.redis_url"),
+            ("[session]", "[session]\nstore = \"memcached\"", "session.store"),
             ("[server]", "[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\nprotocol = \"oauth3\"\n[server]", "providers.twitter.protocol"),
             ("[server]", "[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\ntoken_url = \"http://api.x.example/t\"\n[server]", "providers.twitter.token_url"),
             ("[server]", "[providers.twitter]\nclient_id = \"a\"\nclient_secret = \"b\"\nrequest_token_url = \"https://x.example/r\"\n[server]", "providers.twitter.request_token_url"),
@@ -1176,5 +1284,108 @@ client_secret = "${GOOGLE_SECRET}"
             + "\n[providers.acme]\nkind = \"oidc\"\nclient_id = \"a\"\nclient_secret = \"b\"\nissuer = \"https://sso.acme.example\"\ndisplay_name = \"Acme SSO\"\n";
         let s = parse(&text, &env).expect("valid");
         assert_eq!(s.providers[1].display_name, "Acme SSO");
+    }
+
+    #[test]
+    fn redis_store_keys_are_checked_each_with_its_key() {
+        use super::super::SessionStore;
+        let with = |lines: &str| good().replace("[session]", &format!("[session]\n{lines}"));
+        let cases: &[(&str, &str)] = &[
+            ("store = \"redis\"", "session.redis_url"),
+            ("redis_url = \"redis://127.0.0.1:6379\"", "session.redis_url"),
+            ("redis_key_prefix = \"p:\"", "session.redis_key_prefix"),
+            (
+                "store = \"redis\"\nredis_url = \"http://127.0.0.1:6379\"",
+                "session.redis_url",
+            ),
+            (
+                "store = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/zero\"",
+                "session.redis_url",
+            ),
+            (
+                "store = \"redis\"\nredis_url = \"rediss://127.0.0.1:6379/#insecure\"",
+                "session.redis_url",
+            ),
+            ("store = \"redis\"\nredis_url = \"redis+unix://\"", "session.redis_url"),
+            ("store = \"redis\"\nredis_url = \"not a url\"", "session.redis_url"),
+            (
+                "store = \"redis\"\nredis_url = \"redis://h\"\nredis_key_prefix = \"\"",
+                "session.redis_key_prefix",
+            ),
+            (
+                "store = \"redis\"\nredis_url = \"redis://h\"\nredis_key_prefix = \"a b\"",
+                "session.redis_key_prefix",
+            ),
+            (
+                "store = \"redis\"\nredis_cluster_urls = [\"redis://10.0.0.1:7000\"]",
+                "session.redis_cluster_urls",
+            ),
+            (
+                "store = \"redis\"\nredis_sentinel_urls = [\"redis://10.0.0.1:26379\"]\nredis_sentinel_master = \"m\"",
+                "session.redis_sentinel_master",
+            ),
+            (
+                "store = \"redis\"\nredis_sentinel_urls = [\"redis://10.0.0.1:26379\"]",
+                "session.redis_sentinel_urls",
+            ),
+        ];
+        for (lines, key) in cases {
+            let got = issues(&with(lines));
+            assert!(
+                got.iter().any(|l| l.starts_with(&format!("{key}:"))),
+                "{lines:?}: expected an issue for {key}, got {got:?}"
+            );
+            assert!(
+                got.iter().all(|l| !l.contains("unknown key")),
+                "{lines:?}: {got:?}"
+            );
+        }
+        // "not available yet" says so.
+        let got = issues(&with(
+            "store = \"redis\"\nredis_cluster_urls = [\"redis://a:1\"]",
+        ));
+        assert!(
+            got.iter()
+                .any(|l| l.contains("not available in this version yet")),
+            "{got:?}"
+        );
+        // A password in a bad URL is never repeated.
+        let got = issues(&with(
+            "store = \"redis\"\nredis_url = \"redis://:hunter2pw@127.0.0.1:6379/x\"",
+        ));
+        assert!(!got.is_empty());
+        assert!(got.iter().all(|l| !l.contains("hunter2pw")), "{got:?}");
+
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            (
+                "rediss://user:hunter2pw@redis.example.com:6380",
+                "rediss://redis.example.com:6380",
+            ),
+            (
+                "redis+unix:///run/redis/redis.sock?pass=hunter2pw",
+                "redis+unix:///run/redis/redis.sock",
+            ),
+        ] {
+            let s = parse(
+                &with(&format!("store = \"redis\"\nredis_url = \"{url}\"")),
+                &env,
+            )
+            .unwrap_or_else(|e| panic!("{url}: {:?}", e.lines()));
+            let SessionStore::Redis(redis) = &s.session.store else {
+                panic!("{url}: not the redis store");
+            };
+            assert_eq!(redis.url.expose(), url);
+            assert_eq!(redis.key_prefix, "portcullis:");
+            assert!(
+                redis.url.redacted().starts_with(shown),
+                "{}",
+                redis.url.redacted()
+            );
+            let debug = format!("{:?}", s.session);
+            assert!(!debug.contains("hunter2pw"), "{debug}");
+        }
+        let s = parse(&good(), &env).expect("valid");
+        assert!(matches!(s.session.store, SessionStore::Cookie));
     }
 }

@@ -16,6 +16,7 @@ use super::App;
 use crate::auth::flow::{self, RequestKind, Route};
 use crate::auth::policy;
 use crate::identity::Identity;
+use crate::session::Unavailable;
 
 /// What to do with a request.
 #[derive(Debug)]
@@ -34,6 +35,8 @@ pub enum Verdict {
     /// No valid session: 401 JSON for an API request, else a redirect to
     /// the sign-in page.
     SignIn { api: bool },
+    /// The session store (Redis) cannot answer: 503, never a pass.
+    StoreUnavailable { api: bool },
 }
 
 /// A [`Verdict`] and what the proxy must change before carrying it out.
@@ -57,7 +60,9 @@ pub fn canonical(req: &RequestHeader) -> std::result::Result<Target<'_>, Refusal
 
 impl App {
     /// Judges a request. Every decision is made on one canonical target.
-    pub fn decide(&self, req: &RequestHeader) -> Decision {
+    /// With the cookie store this never waits; with Redis a cache miss is
+    /// one round trip.
+    pub async fn decide(&self, req: &RequestHeader) -> Decision {
         let upgrade = upgrade_kind(req);
         let target = match canonical(req) {
             Ok(t) => t,
@@ -76,22 +81,22 @@ impl App {
         } else if self.is_public(req, path) {
             Verdict::Public
         } else {
-            match self.read_session_until(req) {
-                Some((id, expires_at)) if policy::allowed(&self.settings.access, &id) => {
+            let api = || {
+                let kind = RequestKind {
+                    path,
+                    accept: req.headers.get(ACCEPT).map(|v| v.as_bytes()),
+                    x_requested_with: req.headers.get("x-requested-with").map(|v| v.as_bytes()),
+                    sec_fetch_mode: req.headers.get("sec-fetch-mode").map(|v| v.as_bytes()),
+                };
+                flow::is_api_request(&self.settings.access, &kind)
+            };
+            match self.read_session_until(req).await {
+                Err(Unavailable) => Verdict::StoreUnavailable { api: api() },
+                Ok(Some((id, expires_at))) if policy::allowed(&self.settings.access, &id) => {
                     Verdict::Forward(id, expires_at)
                 }
-                Some((id, _)) => Verdict::Forbidden(id),
-                None => {
-                    let kind = RequestKind {
-                        path,
-                        accept: req.headers.get(ACCEPT).map(|v| v.as_bytes()),
-                        x_requested_with: req.headers.get("x-requested-with").map(|v| v.as_bytes()),
-                        sec_fetch_mode: req.headers.get("sec-fetch-mode").map(|v| v.as_bytes()),
-                    };
-                    Verdict::SignIn {
-                        api: flow::is_api_request(&self.settings.access, &kind),
-                    }
-                }
+                Ok(Some((id, _))) => Verdict::Forbidden(id),
+                Ok(None) => Verdict::SignIn { api: api() },
             }
         };
         Decision {
@@ -197,7 +202,12 @@ api_paths = ["^/api/"]
         let settings = crate::config::parse(&toml, &|_: &str| None).expect("config");
         let http = crate::providers::http_client().expect("client");
         let providers = crate::providers::Providers::build(&settings, &http).expect("providers");
-        App::new(settings, providers, "127.0.0.1:8080".parse().unwrap())
+        App::new(
+            settings,
+            providers,
+            "127.0.0.1:8080".parse().unwrap(),
+            crate::session::SessionStore::Cookie,
+        )
     }
 
     fn cookie(email: &str) -> String {
@@ -235,11 +245,12 @@ api_paths = ["^/api/"]
             Verdict::Forward(id, _) => format!("forward {}", id.user()),
             Verdict::Forbidden(_) => "forbidden".into(),
             Verdict::SignIn { api } => format!("sign_in api={api}"),
+            Verdict::StoreUnavailable { api } => format!("unavailable api={api}"),
         }
     }
 
-    #[test]
-    fn verdicts() {
+    #[tokio::test]
+    async fn verdicts() {
         let app = app();
         let alice = cookie("alice@example.com");
         let mallory = cookie("mallory@evil.example");
@@ -288,7 +299,7 @@ api_paths = ["^/api/"]
             ("OPTIONS", b"*", vec![], "sign_in api=true"),
             ("GET", b"*", vec![], "refuse 400"),
         ] {
-            let d = app.decide(&req(method, target, &headers));
+            let d = app.decide(&req(method, target, &headers)).await;
             assert_eq!(
                 short(&d),
                 want,
@@ -298,18 +309,20 @@ api_paths = ["^/api/"]
         }
     }
 
-    #[test]
-    fn the_rewritten_target_is_the_judged_one() {
+    #[tokio::test]
+    async fn the_rewritten_target_is_the_judged_one() {
         let app = app();
-        let d = app.decide(&req("GET", b"//public//a%2e%41?q=%2F", &[]));
+        let d = app
+            .decide(&req("GET", b"//public//a%2e%41?q=%2F", &[]))
+            .await;
         assert_eq!(short(&d), "public");
         assert_eq!(d.rewritten.as_deref(), Some("/public/a.A?q=%2F"));
-        let d = app.decide(&req("GET", b"/public/a?q", &[]));
+        let d = app.decide(&req("GET", b"/public/a?q", &[])).await;
         assert_eq!(d.rewritten, None);
     }
 
-    #[test]
-    fn upgrades() {
+    #[tokio::test]
+    async fn upgrades() {
         let app = app();
         let alice = cookie("alice@example.com");
         let ws = [
@@ -318,11 +331,11 @@ api_paths = ["^/api/"]
             ("upgrade", "websocket"),
         ];
         assert_eq!(
-            app.decide(&req("GET", b"/ws", &ws)).upgrade,
+            app.decide(&req("GET", b"/ws", &ws)).await.upgrade,
             UpgradeKind::WebSocket
         );
         assert_eq!(
-            app.decide(&req("POST", b"/ws", &ws)).upgrade,
+            app.decide(&req("POST", b"/ws", &ws)).await.upgrade,
             UpgradeKind::Other
         );
         let h2c = [
@@ -331,16 +344,16 @@ api_paths = ["^/api/"]
             ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
         ];
         let mut r = req("GET", b"/public/a", &h2c);
-        assert_eq!(app.decide(&r).upgrade, UpgradeKind::Other);
+        assert_eq!(app.decide(&r).await.upgrade, UpgradeKind::Other);
         remove_upgrade(&mut r).unwrap();
         assert!(r.headers.get("upgrade").is_none());
         assert!(r.headers.get("http2-settings").is_none());
         assert!(r.headers.get("connection").is_none());
-        assert_eq!(app.decide(&r).upgrade, UpgradeKind::None);
+        assert_eq!(app.decide(&r).await.upgrade, UpgradeKind::None);
         // Upgrade without the Connection token is no WebSocket handshake.
         let half = [("upgrade", "websocket")];
         assert_eq!(
-            app.decide(&req("GET", b"/ws", &half)).upgrade,
+            app.decide(&req("GET", b"/ws", &half)).await.upgrade,
             UpgradeKind::Other
         );
         let mut keep = req(

@@ -31,7 +31,7 @@ use crate::pages::{self, ProviderButton};
 use crate::providers::{CallbackParams, Providers};
 use crate::session::cookie::{self, CookieAttrs};
 use crate::session::login_state::{self, LoginState, LOGIN_COOKIE_PATH, LOGIN_STATE_TTL};
-use crate::session::SessionCodec;
+use crate::session::{SessionCodec, SessionStore, Unavailable};
 use decide::{UpgradeKind, Verdict};
 use headers::IdentityHeaders;
 use request::Refusal;
@@ -41,6 +41,8 @@ use respond::Reply;
 pub struct App {
     settings: Settings,
     codec: SessionCodec,
+    /// Where sessions live: the cookie itself, or Redis (session/store.rs).
+    store: SessionStore,
     providers: Providers,
     identity_headers: IdentityHeaders,
     /// The upstream with our timeouts, built once: each request clones it.
@@ -86,7 +88,12 @@ impl FailureLog {
 }
 
 impl App {
-    pub fn new(settings: Settings, providers: Providers, upstream: SocketAddr) -> Self {
+    pub fn new(
+        settings: Settings,
+        providers: Providers,
+        upstream: SocketAddr,
+        store: SessionStore,
+    ) -> Self {
         let s = &settings.session;
         let codec = SessionCodec::new(crate::session::Sealer::new(&s.secret, &s.previous_secrets));
         let same_site = match s.same_site {
@@ -119,6 +126,7 @@ impl App {
         App {
             identity_headers: IdentityHeaders::new(settings.headers.clone()),
             codec,
+            store,
             providers,
             peer,
             session_attrs,
@@ -193,6 +201,11 @@ impl App {
         &self.providers
     }
 
+    /// The session store (the admin listener lists and revokes through it).
+    pub fn store(&self) -> &SessionStore {
+        &self.store
+    }
+
     fn cookie_name(&self) -> &str {
         &self.settings.session.cookie_name
     }
@@ -214,31 +227,61 @@ impl App {
     }
 
     /// The session in the request's cookies, if any is valid. The hot path:
-    /// one cookie lookup, one AEAD open, one decode.
-    fn read_session(&self, req: &RequestHeader) -> Option<Identity> {
-        self.read_session_until(req).map(|(id, _)| id)
+    /// one cookie lookup, one AEAD open, one decode (with Redis: then the
+    /// per-process cache, or one round trip). `Err` when the session store
+    /// cannot answer: the caller answers 503, never "no check".
+    async fn read_session(&self, req: &RequestHeader) -> Result<Option<Identity>, Unavailable> {
+        Ok(self.read_session_until(req).await?.map(|(id, _)| id))
     }
 
     /// [`App::read_session`] with the session's expiry (unix seconds).
-    fn read_session_until(&self, req: &RequestHeader) -> Option<(Identity, u64)> {
+    async fn read_session_until(
+        &self,
+        req: &RequestHeader,
+    ) -> Result<Option<(Identity, u64)>, Unavailable> {
         let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
-        let sealed = cookie::find_split(cookies, self.cookie_name())?;
-        self.codec.open_identity_until(self.cookie_name(), &sealed)
+        let Some(sealed) = cookie::find_split(cookies, self.cookie_name()) else {
+            return Ok(None);
+        };
+        self.store
+            .open(&self.codec, self.cookie_name(), &sealed)
+            .await
     }
 
-    fn session_cookies(&self, req: &RequestHeader, id: &Identity) -> Vec<String> {
-        let sealed =
-            self.codec
-                .seal_identity(self.cookie_name(), id, self.settings.session.lifetime);
+    /// Ends the request's session in the store (with Redis: everywhere).
+    async fn end_session(&self, req: &RequestHeader) -> Result<(), Unavailable> {
         let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
-        cookie::set_split(
+        let Some(sealed) = cookie::find_split(cookies, self.cookie_name()) else {
+            return Ok(());
+        };
+        self.store
+            .end(&self.codec, self.cookie_name(), &sealed)
+            .await
+    }
+
+    async fn session_cookies(
+        &self,
+        req: &RequestHeader,
+        id: &Identity,
+    ) -> Result<Vec<String>, Unavailable> {
+        let sealed = self
+            .store
+            .create(
+                &self.codec,
+                self.cookie_name(),
+                id,
+                self.settings.session.lifetime,
+            )
+            .await?;
+        let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
+        Ok(cookie::set_split(
             self.cookie_name(),
             &sealed,
             &self.session_attrs,
             self.settings.session.lifetime,
             cookies,
         )
-        .unwrap_or_default()
+        .unwrap_or_default())
     }
 }
 
@@ -312,7 +355,7 @@ impl ProxyHttp for Portcullis {
     /// (`upstream_request_filter` writes it when it differs).
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let app = &*self.0;
-        let decision = app.decide(session.req_header());
+        let decision = app.decide(session.req_header()).await;
         if let Some(wire) = decision.rewritten {
             ctx.target = TargetState::Rewritten(wire);
         }
@@ -343,6 +386,13 @@ impl ProxyHttp for Portcullis {
                     return Ok(true);
                 }
                 Ok(false)
+            }
+            Verdict::StoreUnavailable { api } => {
+                ctx.outcome = "session_store_unavailable";
+                let retry =
+                    safe_return_path(&judged_target(session.req_header(), ctx)).into_owned();
+                store_unavailable(api, &retry).send(session).await?;
+                Ok(true)
             }
             Verdict::Forward(id, expires_at) => {
                 ctx.identity = Some(id);
@@ -499,8 +549,12 @@ impl Portcullis {
                         logo: p.logo(),
                     })
                     .collect();
+                // The picker still works while the session store is away.
                 let who = app
                     .read_session(session.req_header())
+                    .await
+                    .ok()
+                    .flatten()
                     .map(|id| display_who(&id));
                 Reply::html(
                     200,
@@ -512,6 +566,16 @@ impl Portcullis {
                 let Some(provider) = app.providers.get(id) else {
                     return not_found();
                 };
+                if !app.store.accepts_sign_ins() {
+                    // No detour through the provider for a sign-in that
+                    // could not be stored.
+                    ctx.outcome = "session_store_unavailable";
+                    let rd = flow::rd_param(query.as_deref());
+                    return store_unavailable(
+                        false,
+                        &flow::with_rd(&format!("/oauth2/start/{id}"), &rd),
+                    );
+                }
                 let rd = flow::rd_param(query.as_deref());
                 let mut login = LoginState::new(id, &rd);
                 match provider.start(&mut login).await {
@@ -570,14 +634,33 @@ impl Portcullis {
                         .map(|(_, v)| safe_return_path(&v).into_owned())
                 });
                 let target = rd.unwrap_or_else(|| flow::SIGN_IN.to_owned());
+                if app.end_session(session.req_header()).await.is_err() {
+                    // The session could not be ended everywhere: say so and
+                    // keep the cookie, so that trying again can finish it.
+                    ctx.outcome = "session_store_unavailable";
+                    return Reply::html(
+                        503,
+                        pages::error_page(
+                            503,
+                            "Sign-out could not be completed",
+                            "Portcullis cannot reach its session store right now, so your session could not be ended everywhere. Please try again in a moment.",
+                            &flow::with_rd("/oauth2/sign_out", &target),
+                        ),
+                    )
+                    .header(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+                }
                 let mut reply = Reply::redirect(target);
                 for c in cookie::clear_split(app.cookie_name(), &app.session_attrs) {
                     reply = reply.cookie(c);
                 }
                 reply
             }
-            Route::UserInfo if get_like => match app.read_session(session.req_header()) {
-                Some(id) => {
+            Route::UserInfo if get_like => match app.read_session(session.req_header()).await {
+                Err(Unavailable) => {
+                    ctx.outcome = "session_store_unavailable";
+                    store_unavailable(true, flow::SIGN_IN)
+                }
+                Ok(Some(id)) => {
                     ctx.outcome = "userinfo";
                     let body = serde_json::json!({
                         "user": id.user(),
@@ -590,13 +673,17 @@ impl Portcullis {
                     ctx.identity = Some(id);
                     Reply::json(200, body.to_string())
                 }
-                None => {
+                Ok(None) => {
                     ctx.outcome = "unauthenticated";
                     unauthenticated_json()
                 }
             },
-            Route::Auth => match app.read_session(session.req_header()) {
-                Some(id) if policy::allowed(&app.settings.access, &id) => {
+            Route::Auth => match app.read_session(session.req_header()).await {
+                Err(Unavailable) => {
+                    ctx.outcome = "session_store_unavailable";
+                    store_unavailable(true, flow::SIGN_IN)
+                }
+                Ok(Some(id)) if policy::allowed(&app.settings.access, &id) => {
                     ctx.outcome = "auth_ok";
                     let mut reply = Reply::empty(202);
                     for (name, value) in app.identity_headers.pairs(&id) {
@@ -605,11 +692,11 @@ impl Portcullis {
                     ctx.identity = Some(id);
                     reply
                 }
-                Some(_) => {
+                Ok(Some(_)) => {
                     ctx.outcome = "auth_forbidden";
                     Reply::json(403, r#"{"error":"forbidden"}"#.to_owned())
                 }
-                None => {
+                Ok(None) => {
                     ctx.outcome = "auth_unauthenticated";
                     // The original URI (set by the front proxy) is used for
                     // one thing only: the return path offered for signing
@@ -701,11 +788,19 @@ impl Portcullis {
                     tracing::info!(provider = id, user = %identity.user(), "signed in but not allowed");
                     return forbidden(&identity, &login.return_to).cookie(clear_login);
                 }
+                let Ok(cookies) = app.session_cookies(session.req_header(), &identity).await else {
+                    ctx.outcome = "session_store_unavailable";
+                    tracing::warn!(
+                        provider = id,
+                        "signed in at the provider, but the session could not be stored"
+                    );
+                    return store_unavailable(false, &retry).cookie(clear_login);
+                };
                 ctx.outcome = "signed_in";
                 tracing::info!(provider = id, user = %identity.user(), "signed in");
                 let target = safe_return_path(&login.return_to).into_owned();
                 let mut reply = Reply::redirect(target).cookie(clear_login);
-                for c in app.session_cookies(session.req_header(), &identity) {
+                for c in cookies {
                     reply = reply.cookie(c);
                 }
                 ctx.identity = Some(identity);
@@ -732,6 +827,25 @@ fn bad_target(refusal: Refusal) -> Reply {
             "/",
         ),
     )
+}
+
+/// The session store (Redis) cannot answer: 503, a page for people, JSON
+/// for API clients. Fail closed: the request goes nowhere.
+fn store_unavailable(api: bool, retry: &str) -> Reply {
+    let reply = if api {
+        Reply::json(503, r#"{"error":"session_store_unavailable"}"#.to_owned())
+    } else {
+        Reply::html(
+            503,
+            pages::error_page(
+                503,
+                "Temporarily unavailable",
+                "Portcullis cannot reach its session store right now. Please try again in a moment.",
+                retry,
+            ),
+        )
+    };
+    reply.header(http::header::RETRY_AFTER, HeaderValue::from_static("5"))
 }
 
 fn unauthenticated_json() -> Reply {

@@ -13,10 +13,18 @@
 //! When a login starts, `SessionCodec::clear_crowded_out_logins` gives the
 //! `Set-Cookie`s that retire the browser's oldest login states (at most
 //! [`login_state::MAX_PENDING_LOGINS`] stay, the new one included).
+//!
+//! Where the session lives (`store = "cookie"` or `"redis"`) is behind
+//! [`SessionStore`] (`store.rs`); with Redis the cookie holds a sealed
+//! ticket and the identity is in Redis (`redis.rs`), with a per-process
+//! cache in front (`cache.rs`).
 
+pub mod cache;
 pub mod cookie;
 pub mod login_state;
+pub mod redis;
 pub mod seal;
+pub mod store;
 
 use std::time::Duration;
 
@@ -25,6 +33,7 @@ use crate::identity::Identity;
 pub use self::cookie::{CookieAttrs, SameSite};
 pub use self::login_state::{LoginState, LOGIN_COOKIE_PATH, LOGIN_STATE_TTL};
 pub use self::seal::{unix_now, KeyError, Sealer, SessionKey, MAX_SEALED_LEN};
+pub use self::store::{SessionStore, Unavailable};
 
 /// Seals and opens identities and login states with one [`Sealer`].
 #[derive(Clone, Debug)]

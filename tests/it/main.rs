@@ -16,6 +16,7 @@ mod mock_x_selftest;
 mod oidc;
 mod oidc_peer_selftest;
 mod proxying;
+mod redis_store;
 mod security;
 mod smuggling;
 mod twitter;

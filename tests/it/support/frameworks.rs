@@ -497,7 +497,7 @@ type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 /// Spawns `command` from a thread that lives as long as the test binary, with the parent-death
 /// signal set to SIGKILL: the app dies with the test binary even when no destructor runs
 /// (statics are never dropped, and a killed test binary runs none).
-fn spawn_tied(command: Command) -> std::io::Result<Child> {
+pub fn spawn_tied(command: Command) -> std::io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();

@@ -9,6 +9,7 @@ pub mod mock_x;
 pub mod nginx;
 pub mod oidc_peer;
 pub mod raw_upstream;
+pub mod redis;
 pub mod served;
 pub mod tap;
 pub mod upstream;

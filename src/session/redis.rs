@@ -1,0 +1,857 @@
+//! The Redis session store: sessions keyed by ticket id with the session's lifetime as TTL, a per-user index, invalidation over pub/sub, health tracking, and the operator's list and revoke.
+//!
+//! Keys (all under `redis_key_prefix`, default `portcullis:`):
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `{prefix}s:{id}` | hash | `v` (the identity, binary), `user`, `provider`, `created`, `seen`, `exp` (unix seconds); expires at `exp` |
+//! | `{prefix}u:{user}` | sorted set | the user's session ids, scored by `exp`; expires with the last one |
+//! | `{prefix}invalidate` | channel | `signout {id}` and `revoke {n} {id} {id} ...` |
+//!
+//! `{id}` is 32 hex digits: the first half of SHA-256 of the ticket in the
+//! cookie, never the ticket itself.
+//!
+//! Every Redis command runs on this store's own single-threaded runtime
+//! (thread `portcullis-redis`); the proxy's threads only wait for the
+//! answer, and a fresh cache entry costs them no await at all.
+//!
+//! Failure handling: a background task pings Redis every
+//! [`HEALTH_EVERY`] and records whether it is reachable; the request path
+//! does not try Redis while it is known to be down. A cache entry is
+//! served without asking Redis only while it is fresh
+//! ([`cache::FRESH_FOR`]) and either the invalidation channel is
+//! subscribed or Redis cannot be reached; otherwise the answer comes from
+//! Redis, or the request gets a 503. Each change of state is logged once.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError};
+use serde::Serialize;
+use tokio::runtime::Handle;
+
+use super::cache::{SessionCache, SessionId};
+use super::store::{Found, Unavailable};
+use super::unix_now;
+use crate::config;
+use crate::identity::Identity;
+
+/// Longest wait for one operation on the request path or the admin listener.
+const OP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Timeout of a connection attempt and of each command on it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often Redis is pinged to know whether it is reachable.
+pub const HEALTH_EVERY: Duration = Duration::from_millis(500);
+/// How often the invalidation connection is pinged (a silent network loss
+/// is noticed within about twice this).
+const SUBSCRIBER_PING_EVERY: Duration = Duration::from_secs(1);
+/// Pause between attempts to subscribe again.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(250);
+
+/// On a cache miss: the identity and expiry in one round trip, and "last
+/// seen" updated only if the session still exists (no key is created).
+/// Sent with EVAL each time (Redis caches the compiled script): always one
+/// round trip, also right after a Redis restart, where EVALSHA would take
+/// three.
+const FETCH_SCRIPT: &str = r"
+local v = redis.call('HMGET', KEYS[1], 'v', 'exp')
+if v[1] then redis.call('HSET', KEYS[1], 'seen', ARGV[1]) end
+return v
+";
+
+/// Key names under the configured prefix.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn session(&self, id: &str) -> String {
+        format!("{}s:{id}", self.prefix)
+    }
+
+    pub fn user(&self, user: &str) -> String {
+        format!("{}u:{user}", self.prefix)
+    }
+
+    pub fn channel(&self) -> String {
+        format!("{}invalidate", self.prefix)
+    }
+}
+
+/// A session as the admin listener and `portcullis sessions list` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// 32 hex digits (not the cookie's ticket; not usable to sign in).
+    pub id: String,
+    pub provider: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Unix seconds: when a replica last asked Redis about it (each replica
+    /// asks again at most every few seconds while it is in use).
+    pub last_seen: u64,
+    /// Unix seconds: when it ends by itself.
+    pub expires: u64,
+}
+
+/// The id as it appears in keys and messages.
+pub fn id_hex(id: &SessionId) -> String {
+    let mut out = String::with_capacity(32);
+    for b in id {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// The id from its hex form.
+pub fn id_from_hex(text: &str) -> Option<SessionId> {
+    if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
+/// A message on the invalidation channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// One session ended by its user.
+    SignOut(SessionId),
+    /// Sessions ended by an operator; `count` of them existed.
+    Revoke { count: u64, ids: Vec<SessionId> },
+}
+
+impl Invalidation {
+    pub fn encode(&self) -> String {
+        match self {
+            Invalidation::SignOut(id) => format!("signout {}", id_hex(id)),
+            Invalidation::Revoke { count, ids } => {
+                let mut out = format!("revoke {count}");
+                for id in ids {
+                    out.push(' ');
+                    out.push_str(&id_hex(id));
+                }
+                out
+            }
+        }
+    }
+
+    /// `None` for anything else (ignored, never trusted).
+    pub fn decode(text: &str) -> Option<Invalidation> {
+        let mut words = text.split(' ');
+        match words.next()? {
+            "signout" => {
+                let id = id_from_hex(words.next()?)?;
+                words.next().is_none().then_some(Invalidation::SignOut(id))
+            }
+            "revoke" => {
+                let count = words.next()?.parse().ok()?;
+                let ids = words.map(id_from_hex).collect::<Option<Vec<_>>>()?;
+                Some(Invalidation::Revoke { count, ids })
+            }
+            _ => None,
+        }
+    }
+
+    fn ids(&self) -> &[SessionId] {
+        match self {
+            Invalidation::SignOut(id) => std::slice::from_ref(id),
+            Invalidation::Revoke { ids, .. } => ids,
+        }
+    }
+}
+
+/// A short description of a Redis error for logs and `/readyz`: its kind,
+/// never an address or a credential.
+pub fn describe(e: &RedisError) -> String {
+    if e.is_connection_refusal() {
+        "connection refused".to_owned()
+    } else if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connection_dropped() {
+        "connection lost".to_owned()
+    } else {
+        e.category().to_owned()
+    }
+}
+
+const CONNECTING: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
+/// Whether Redis is reachable, with each change logged once.
+struct Health {
+    state: AtomicU8,
+    /// Whether Redis ever answered (the first success is "connected", later
+    /// ones "reachable again").
+    ever_up: AtomicBool,
+    why: Mutex<String>,
+    /// The URL without credentials, for log lines.
+    shown: String,
+}
+
+impl Health {
+    fn up(&self) {
+        if self.state.swap(UP, Ordering::AcqRel) == UP {
+            return;
+        }
+        if self.ever_up.swap(true, Ordering::AcqRel) {
+            tracing::warn!(redis = %self.shown, "session store: Redis is reachable again; sessions and sign-ins work again");
+        } else {
+            tracing::info!(redis = %self.shown, "session store: connected to Redis");
+        }
+    }
+
+    fn down(&self, why: String) {
+        let before = self.state.swap(DOWN, Ordering::AcqRel);
+        if before != DOWN {
+            match before {
+                CONNECTING => {
+                    tracing::error!(redis = %self.shown, reason = %why, "session store: Redis is unreachable at start-up; sign-ins and sessions not in the cache get 503 until it is reachable")
+                }
+                _ => {
+                    tracing::error!(redis = %self.shown, reason = %why, "session store: Redis is unreachable; cached sessions work for a few seconds, then requests with a session get 503 until it is back")
+                }
+            }
+        }
+        *self.why.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+}
+
+/// The Redis session store of this process.
+pub struct RedisStore {
+    client: Client,
+    manager: RwLock<ConnectionManager>,
+    runtime: Handle,
+    keys: Keys,
+    cache: SessionCache,
+    health: Health,
+    /// Whether the invalidation channel is subscribed right now.
+    subscribed: AtomicBool,
+    /// Sessions revoked by operators, as announced on the channel.
+    revoked: AtomicU64,
+    error_log: ErrorLog,
+}
+
+/// Errors that Redis answered with, logged at most once a second with a count.
+#[derive(Default)]
+struct ErrorLog {
+    pending: AtomicU64,
+    last_report: AtomicU64,
+}
+
+impl ErrorLog {
+    fn note(&self, e: &RedisError) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let now = unix_now();
+        let last = self.last_report.load(Ordering::Relaxed);
+        if now != last
+            && self
+                .last_report
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let failed = self.pending.swap(0, Ordering::Relaxed);
+            tracing::error!(
+                failed,
+                error = %describe(e),
+                code = e.code().unwrap_or("-"),
+                "session store: Redis answered {failed} operation(s) with an error since the last report"
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("redis", &self.health.shown)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the store could not be set up (before any connection is tried).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("session.redis_url: {0}")]
+    Client(String),
+    #[error("cannot start the Redis thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(CONNECT_TIMEOUT))
+        // One attempt per reconnection: while Redis is away, requests fail
+        // fast (and the health task brings the store back).
+        .set_number_of_retries(0)
+}
+
+impl RedisStore {
+    /// Sets the store up and starts its background tasks. Never waits for
+    /// Redis: when it is down, the proxy starts anyway and says why in
+    /// `/readyz`. Call it outside any async runtime.
+    pub fn start(settings: &config::Redis) -> Result<Arc<RedisStore>, SetupError> {
+        let client =
+            Client::open(settings.url.expose()).map_err(|e| SetupError::Client(describe(&e)))?;
+        let runtime = spawn_runtime().map_err(SetupError::Thread)?;
+        let manager = {
+            let _inside = runtime.enter();
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
+                .map_err(|e| SetupError::Client(describe(&e)))?
+        };
+        let store = Arc::new(RedisStore {
+            client,
+            manager: RwLock::new(manager),
+            runtime: runtime.clone(),
+            keys: Keys::new(&settings.key_prefix),
+            cache: SessionCache::default(),
+            health: Health {
+                state: AtomicU8::new(CONNECTING),
+                ever_up: AtomicBool::new(false),
+                why: Mutex::new("connecting".to_owned()),
+                shown: settings.url.redacted(),
+            },
+            subscribed: AtomicBool::new(false),
+            revoked: AtomicU64::new(0),
+            error_log: ErrorLog::default(),
+        });
+        runtime.spawn(watch_health(store.clone()));
+        runtime.spawn(subscribe(store.clone()));
+        Ok(store)
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        self.manager
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A fresh connection manager (after an error it does not recover from
+    /// by itself, such as a failed handshake).
+    fn renew_connection(&self) {
+        let _inside = self.runtime.enter();
+        if let Ok(fresh) =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config())
+        {
+            *self.manager.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
+    }
+
+    /// Runs `op` on the store's runtime with [`OP_TIMEOUT`]; any failure
+    /// marks Redis down and is [`Unavailable`].
+    async fn run<T, F>(&self, op: F) -> Result<T, Unavailable>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = redis::RedisResult<T>> + Send + 'static,
+    {
+        let task = self
+            .runtime
+            .spawn(async move { tokio::time::timeout(OP_TIMEOUT, op).await });
+        match task.await {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(e))) => {
+                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                    self.health.down(describe(&e));
+                } else {
+                    // Redis answered, with an error (out of memory, a
+                    // read-only replica, ...): it is reachable, so the
+                    // health state stays; say why, at most once a second.
+                    self.error_log.note(&e);
+                }
+                Err(Unavailable)
+            }
+            Ok(Err(_)) => {
+                self.health.down("timed out".to_owned());
+                Err(Unavailable)
+            }
+            Err(_) => Err(Unavailable),
+        }
+    }
+
+    /// True unless Redis is known to be unreachable.
+    pub fn is_usable(&self) -> bool {
+        self.health.state() != DOWN
+    }
+
+    /// `Err(why)` unless Redis answered the last ping.
+    pub fn readiness(&self) -> Result<(), String> {
+        match self.health.state() {
+            UP => Ok(()),
+            CONNECTING => Err("session store: connecting to Redis".to_owned()),
+            _ => Err(format!(
+                "session store: Redis is unreachable ({})",
+                self.health.why.lock().unwrap_or_else(|e| e.into_inner())
+            )),
+        }
+    }
+
+    /// Sessions revoked by operators since start, as seen on the channel.
+    pub fn revoked_total(&self) -> u64 {
+        self.revoked.load(Ordering::Relaxed)
+    }
+
+    /// Whether Redis answered the last ping (for the metrics gauge).
+    pub fn is_up(&self) -> bool {
+        self.health.state() == UP
+    }
+
+    /// The session with this id. The hot path: a fresh cache entry is
+    /// returned without any await on the network.
+    pub async fn lookup(&self, id: SessionId) -> Result<Option<Found>, Unavailable> {
+        let now = Instant::now();
+        let unix = unix_now();
+        let cached = self.cache.get_fresh(&id, now, unix);
+        if cached.is_some() && self.subscribed.load(Ordering::Acquire) {
+            return Ok(cached);
+        }
+        if !self.is_usable() {
+            // Redis is away: a fresh entry still serves (fail closed after
+            // its short expiry), anything else is a 503.
+            return cached.map(Some).ok_or(Unavailable);
+        }
+        let epoch = self.cache.epoch();
+        let key = self.keys.session(&id_hex(&id));
+        let mut con = self.connection();
+        let fetched = self
+            .run(async move {
+                redis::cmd("EVAL")
+                    .arg(FETCH_SCRIPT)
+                    .arg(1)
+                    .arg(key)
+                    .arg(unix)
+                    .query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut con)
+                    .await
+            })
+            .await;
+        match fetched {
+            Ok((Some(bytes), Some(expires_at))) if unix < expires_at => {
+                let Some(identity) = Identity::decode(&bytes) else {
+                    return Ok(None);
+                };
+                self.cache
+                    .insert(epoch, id, identity.clone(), expires_at, now);
+                Ok(Some((identity, expires_at)))
+            }
+            Ok(_) => {
+                self.cache.remove(&id);
+                Ok(None)
+            }
+            Err(Unavailable) => cached.map(Some).ok_or(Unavailable),
+        }
+    }
+
+    /// Stores a new session; it is cached here at once.
+    pub async fn create(
+        &self,
+        id: SessionId,
+        identity: &Identity,
+        expires_at: u64,
+    ) -> Result<(), Unavailable> {
+        if !self.is_usable() {
+            return Err(Unavailable);
+        }
+        let pipe = put_session(&self.keys, &id, identity, expires_at, unix_now());
+        let epoch = self.cache.epoch();
+        let mut con = self.connection();
+        self.run(async move { pipe.query_async::<()>(&mut con).await })
+            .await?;
+        self.cache
+            .insert(epoch, id, identity.clone(), expires_at, Instant::now());
+        Ok(())
+    }
+
+    /// Ends one session everywhere: deleted, removed from its user's index,
+    /// announced to every replica.
+    pub async fn end(&self, id: SessionId) -> Result<(), Unavailable> {
+        let user = match self.lookup(id).await? {
+            Some((identity, _)) => identity.user(),
+            None => return Ok(()),
+        };
+        let hex = id_hex(&id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL")
+            .arg(self.keys.session(&hex))
+            .ignore()
+            .cmd("ZREM")
+            .arg(self.keys.user(&user))
+            .arg(&hex)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.keys.channel())
+            .arg(Invalidation::SignOut(id).encode())
+            .ignore();
+        let mut con = self.connection();
+        let done = self
+            .run(async move { pipe.query_async::<()>(&mut con).await })
+            .await;
+        self.cache.invalidate(&[id]);
+        done
+    }
+
+    /// The user's live sessions.
+    pub async fn list(&self, user: &str) -> Result<Vec<SessionInfo>, Unavailable> {
+        let keys = self.keys.clone();
+        let user = user.to_owned();
+        let mut con = self.connection();
+        self.run(async move { list(&mut con, &keys, &user, unix_now()).await })
+            .await
+    }
+
+    /// Ends all of the user's sessions on every replica; how many there were.
+    pub async fn revoke(&self, user: &str) -> Result<u64, Unavailable> {
+        let keys = self.keys.clone();
+        let user = user.to_owned();
+        let mut con = self.connection();
+        let (count, ids) = self
+            .run(async move { revoke(&mut con, &keys, &user).await })
+            .await?;
+        // Our own replica does not wait for the message.
+        self.cache.invalidate(&ids);
+        Ok(count)
+    }
+
+    fn apply(&self, message: &Invalidation) {
+        self.cache.invalidate(message.ids());
+        if let Invalidation::Revoke { count, .. } = message {
+            self.revoked.fetch_add(*count, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A current-thread runtime on its own thread, for all Redis I/O. The
+/// thread runs until the process exits (so the runtime is never dropped
+/// inside another runtime).
+fn spawn_runtime() -> std::io::Result<Handle> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("portcullis-redis".to_owned())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+    Ok(handle)
+}
+
+/// Pings Redis every [`HEALTH_EVERY`] and records the answer.
+async fn watch_health(store: Arc<RedisStore>) {
+    let mut ticks = tokio::time::interval(HEALTH_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let mut con = store.connection();
+        let ping = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("PING").query_async::<String>(&mut con),
+        )
+        .await;
+        match ping {
+            Ok(Ok(_)) => store.health.up(),
+            Ok(Err(e)) => {
+                store.health.down(describe(&e));
+                // I/O errors make the manager reconnect by itself; anything
+                // else (a failed handshake) would stick: start afresh.
+                if !e.is_io_error() {
+                    store.renew_connection();
+                }
+            }
+            Err(_) => {
+                store.health.down("timed out".to_owned());
+                store.renew_connection();
+            }
+        }
+    }
+}
+
+/// Keeps the invalidation channel subscribed. After every (re)subscription
+/// the cache is cleared: messages may have been missed meanwhile.
+async fn subscribe(store: Arc<RedisStore>) {
+    let channel = store.keys.channel();
+    let mut lost = false;
+    loop {
+        let connected = tokio::time::timeout(OP_TIMEOUT, async {
+            let mut pubsub = store.client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, RedisError>(pubsub)
+        })
+        .await;
+        if let Ok(Ok(pubsub)) = connected {
+            store.cache.clear();
+            store.subscribed.store(true, Ordering::Release);
+            if lost {
+                tracing::info!("session store: invalidation channel subscribed again");
+            }
+            let (mut sink, mut messages) = pubsub.split();
+            let mut pings = tokio::time::interval(SUBSCRIBER_PING_EVERY);
+            pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            pings.tick().await;
+            loop {
+                tokio::select! {
+                    message = messages.next() => {
+                        let Some(message) = message else { break };
+                        let payload: String = message.get_payload().unwrap_or_default();
+                        match Invalidation::decode(&payload) {
+                            Some(invalidation) => store.apply(&invalidation),
+                            None => tracing::warn!("session store: ignored a malformed message on the invalidation channel"),
+                        }
+                    }
+                    _ = pings.tick() => {
+                        let pong = tokio::time::timeout(
+                            OP_TIMEOUT,
+                            sink.ping::<redis::Value>(),
+                        ).await;
+                        if !matches!(pong, Ok(Ok(_))) {
+                            break;
+                        }
+                    }
+                }
+            }
+            store.subscribed.store(false, Ordering::Release);
+            tracing::warn!("session store: invalidation channel lost; every session is checked with Redis until it is back");
+            lost = true;
+        }
+        tokio::time::sleep(RESUBSCRIBE_AFTER).await;
+    }
+}
+
+/// The commands that store a new session and index it under its user (one
+/// pipeline, one round trip).
+pub fn put_session(
+    keys: &Keys,
+    id: &SessionId,
+    identity: &Identity,
+    expires_at: u64,
+    now: u64,
+) -> redis::Pipeline {
+    let hex = id_hex(id);
+    let user = identity.user();
+    let mut value = Vec::with_capacity(128);
+    identity.encode(&mut value);
+    let session_key = keys.session(&hex);
+    let user_key = keys.user(&user);
+    let mut pipe = redis::pipe();
+    pipe.cmd("HSET")
+        .arg(&session_key)
+        .arg("v")
+        .arg(value)
+        .arg("user")
+        .arg(&user)
+        .arg("provider")
+        .arg(&identity.provider)
+        .arg("created")
+        .arg(now)
+        .arg("seen")
+        .arg(now)
+        .arg("exp")
+        .arg(expires_at)
+        .ignore()
+        .cmd("EXPIREAT")
+        .arg(&session_key)
+        .arg(expires_at)
+        .ignore()
+        .cmd("ZADD")
+        .arg(&user_key)
+        .arg(expires_at)
+        .arg(&hex)
+        .ignore()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&user_key)
+        .arg("-inf")
+        .arg(now)
+        .ignore()
+        // The index lives as long as its longest session: set a TTL on
+        // a new index, extend it on an existing one.
+        .cmd("EXPIREAT")
+        .arg(&user_key)
+        .arg(expires_at)
+        .arg("NX")
+        .ignore()
+        .cmd("EXPIREAT")
+        .arg(&user_key)
+        .arg(expires_at)
+        .arg("GT")
+        .ignore();
+    pipe
+}
+
+/// The user's live sessions, oldest first.
+pub async fn list(
+    con: &mut impl ConnectionLike,
+    keys: &Keys,
+    user: &str,
+    now: u64,
+) -> redis::RedisResult<Vec<SessionInfo>> {
+    let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        .arg(keys.user(user))
+        .arg(format!("({now}"))
+        .arg("+inf")
+        .query_async(con)
+        .await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.cmd("HMGET")
+            .arg(keys.session(id))
+            .arg("provider")
+            .arg("created")
+            .arg("seen")
+            .arg("exp");
+    }
+    type Row = (Option<String>, Option<u64>, Option<u64>, Option<u64>);
+    let rows: Vec<Row> = pipe.query_async(con).await?;
+    let mut out: Vec<SessionInfo> = ids
+        .into_iter()
+        .zip(rows)
+        .filter_map(|(id, row)| match row {
+            (Some(provider), Some(created), seen, Some(expires)) if expires > now => {
+                Some(SessionInfo {
+                    id,
+                    provider,
+                    created,
+                    last_seen: seen.unwrap_or(created),
+                    expires,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    out.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    Ok(out)
+}
+
+/// Deletes every session of the user and its index, then announces it on
+/// the channel. Returns how many sessions existed, and their ids.
+pub async fn revoke(
+    con: &mut impl ConnectionLike,
+    keys: &Keys,
+    user: &str,
+) -> redis::RedisResult<(u64, Vec<SessionId>)> {
+    let user_key = keys.user(user);
+    let hexes: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&user_key)
+        .arg(0)
+        .arg(-1)
+        .query_async(con)
+        .await?;
+    let ids: Vec<SessionId> = hexes.iter().filter_map(|h| id_from_hex(h)).collect();
+    let mut pipe = redis::pipe();
+    for hex in &hexes {
+        pipe.cmd("DEL").arg(keys.session(hex));
+    }
+    pipe.cmd("DEL").arg(&user_key).ignore();
+    let deleted: Vec<u64> = pipe.query_async(con).await?;
+    let count = deleted.iter().sum::<u64>();
+    if !ids.is_empty() {
+        let message = Invalidation::Revoke {
+            count,
+            ids: ids.clone(),
+        };
+        redis::cmd("PUBLISH")
+            .arg(keys.channel())
+            .arg(message.encode())
+            .query_async::<()>(con)
+            .await?;
+    }
+    Ok((count, ids))
+}
+
+/// A connection for `portcullis sessions ...`: one attempt, with a timeout.
+pub async fn connect_once(
+    settings: &config::Redis,
+) -> Result<redis::aio::MultiplexedConnection, String> {
+    connect_url(settings.url.expose()).await
+}
+
+/// [`connect_once`] from a bare URL (tools and benchmarks).
+pub async fn connect_url(url: &str) -> Result<redis::aio::MultiplexedConnection, String> {
+    let client = Client::open(url).map_err(|e| describe(&e))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| describe(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_hex() {
+        let id: SessionId = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
+        let hex = id_hex(&id);
+        assert_eq!(hex.len(), 32);
+        assert_eq!(id_from_hex(&hex), Some(id));
+        assert_eq!(id_from_hex(&hex.to_uppercase()), Some(id));
+        for bad in [
+            "",
+            "00",
+            &hex[1..],
+            &format!("{hex}0"),
+            &hex.replace(|_: char| true, "g"),
+        ] {
+            assert_eq!(id_from_hex(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn invalidations_round_trip_and_garbage_is_ignored() {
+        let a: SessionId = [1; 16];
+        let b: SessionId = [0xab; 16];
+        for m in [
+            Invalidation::SignOut(a),
+            Invalidation::Revoke {
+                count: 2,
+                ids: vec![a, b],
+            },
+            Invalidation::Revoke {
+                count: 0,
+                ids: vec![],
+            },
+        ] {
+            assert_eq!(Invalidation::decode(&m.encode()), Some(m.clone()));
+        }
+        for bad in [
+            "",
+            "signout",
+            "signout 12",
+            &format!("signout {} {}", id_hex(&a), id_hex(&b)),
+            "revoke x",
+            &format!("revoke 1 {} zz", id_hex(&a)),
+            "hello",
+        ] {
+            assert_eq!(Invalidation::decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys_are_prefixed() {
+        let k = Keys::new("app1:");
+        assert_eq!(k.session("ab"), "app1:s:ab");
+        assert_eq!(k.user("google:1"), "app1:u:google:1");
+        assert_eq!(k.channel(), "app1:invalidate");
+    }
+}
