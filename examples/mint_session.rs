@@ -33,6 +33,7 @@ fn main() {
         name: Some("Bench Mark".into()),
         login: None,
         picture: None,
+        groups: Vec::new(),
     };
     println!(
         "_portcullis={}",
