@@ -48,6 +48,13 @@ fn accounts() -> Vec<PeerAccount> {
             }),
             false,
         ),
+        // Far more than four cookie parts hold (UserInfo has room for it).
+        PeerAccount::named("huge", "4006").with_claims(
+            json!({ "groups": (0..1000)
+                .map(|i| format!("cn=group-{i:04},ou=groups,dc=example,dc=com"))
+                .collect::<Vec<_>>() }),
+            true,
+        ),
     ]
 }
 
@@ -448,6 +455,27 @@ async fn a_groups_overage_ends_on_a_403_naming_the_cause() {
     assert!(line.contains("_claim_names"), "{line}");
     // The token's source URL is not echoed.
     assert!(!logs.contains("graph.windows.net"), "{logs}");
+
+    // Groups that no cookie can hold: an error page that says so and a log line, not a
+    // redirect loop without a session.
+    let (b, resp) = w.callback("acme", "huge", "/").await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        w.proxy.logs()
+    );
+    assert!(b.cookie("_portcullis").is_none() && b.cookie("_portcullis_0").is_none());
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("more information (groups or roles) than a sign-in cookie can hold"),
+        "{html}"
+    );
+    let logs = w
+        .proxy
+        .wait_for_log("does not fit in the session cookies")
+        .await;
+    assert!(logs.contains("groups=1000"), "{logs}");
 }
 
 // ---------------------------------------------------------------------------------------------
