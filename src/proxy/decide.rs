@@ -242,6 +242,7 @@ impl App {
                 Err(refusal) => return AuthVerdict::Refuse(refusal),
             }
         } else {
+            self.warn_untrusted_forwarding(req, peer);
             None
         };
         let rule = match &original {
@@ -271,6 +272,24 @@ impl App {
                 Judgement::NotAllowed | Judgement::WrongProvider => AuthVerdict::Forbidden(id),
             },
             None => AuthVerdict::SignIn,
+        }
+    }
+
+    /// A proxy that describes the original request from an address not in
+    /// `trusted_proxies`, while routes or `skip_auth` exist: most likely a
+    /// missing `trusted_proxies` entry, so the routes do not apply to its
+    /// checks. Said once per process.
+    fn warn_untrusted_forwarding(&self, req: &RequestHeader, peer: Option<IpAddr>) {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let access = &self.settings.access;
+        let has_rules = !self.settings.routes.is_empty() || !access.skip_auth.is_empty();
+        let describes = req.headers.contains_key("x-forwarded-uri")
+            || req.headers.contains_key("x-original-uri");
+        if has_rules && describes && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                peer = ?peer,
+                "forward-auth: X-Forwarded-Uri/X-Original-URI from an address not in server.trusted_proxies is ignored: [[routes]] and skip_auth do not apply to its checks, [access] decides (warned once)"
+            );
         }
     }
 

@@ -952,6 +952,16 @@ async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
             );
         }
     }
+    // The operator learns why (once): the headers came from an address not trusted.
+    let logs = f
+        .portcullis()
+        .wait_for_log("not in server.trusted_proxies is ignored")
+        .await;
+    assert_eq!(
+        logs.matches("not in server.trusted_proxies").count(),
+        1,
+        "{logs}"
+    );
 }
 
 /// The groups of a session reach the app through nginx as `X-User-Groups` (the example
