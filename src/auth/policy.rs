@@ -5,7 +5,7 @@
 
 use http::Method;
 
-use crate::config::{Access, Allow, Route};
+use crate::config::{Access, Allow, GroupMatch, Route};
 use crate::identity::Identity;
 
 /// Splits an address into (local part, domain), strictly: exactly one `@`,
@@ -165,44 +165,61 @@ pub enum Judgement {
 /// verified (Identity.email is only ever set then). Groups match exactly
 /// (letter case included); `"p:g"` only a group from provider `p`.
 pub fn allowed(allow: &Allow, id: &Identity) -> bool {
+    why_allowed(allow, id).is_some()
+}
+
+/// Which entry lets an identity pass a set of lists ([`allowed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Because<'a> {
+    /// No list is set: every signed-in identity.
+    NoLists,
+    /// This `allowed_users` entry.
+    User(&'a str),
+    /// This `allowed_groups` entry.
+    Group(&'a GroupMatch),
+    /// This `allowed_emails` entry.
+    Email(&'a str),
+    /// This `allowed_email_domains` entry.
+    Domain(&'a str),
+}
+
+/// The entry that lets `id` pass `allow`, in the order users, groups,
+/// emails, domains; `None` when none does. [`allowed`] is this.
+pub fn why_allowed<'a>(allow: &'a Allow, id: &Identity) -> Option<Because<'a>> {
     if !allow.restricts() {
-        return true;
+        return Some(Because::NoLists);
     }
-    if !allow.allowed_users.is_empty() {
-        let user_matches = allow.allowed_users.iter().any(|u| {
-            u.len() == id.provider.len() + 1 + id.subject.len()
-                && u.starts_with(id.provider.as_str())
-                && u.as_bytes()[id.provider.len()] == b':'
-                && u.ends_with(id.subject.as_str())
+    let user = allow.allowed_users.iter().find(|u| {
+        u.len() == id.provider.len() + 1 + id.subject.len()
+            && u.starts_with(id.provider.as_str())
+            && u.as_bytes()[id.provider.len()] == b':'
+            && u.ends_with(id.subject.as_str())
+    });
+    if let Some(u) = user {
+        return Some(Because::User(u));
+    }
+    if !id.groups.is_empty() {
+        let group = allow.allowed_groups.iter().find(|g| {
+            g.provider.as_ref().is_none_or(|p| *p == id.provider) && id.groups.contains(&g.group)
         });
-        if user_matches {
-            return true;
+        if let Some(g) = group {
+            return Some(Because::Group(g));
         }
     }
-    if !id.groups.is_empty()
-        && allow.allowed_groups.iter().any(|g| {
-            g.provider.as_ref().is_none_or(|p| *p == id.provider) && id.groups.contains(&g.group)
-        })
-    {
-        return true;
-    }
-    let Some(email) = id.email.as_deref() else {
-        return false;
-    };
-    let Some((_, domain)) = split_email(email) else {
-        return false;
-    };
-    if allow
+    let email = id.email.as_deref()?;
+    let (_, domain) = split_email(email)?;
+    if let Some(e) = allow
         .allowed_emails
         .iter()
-        .any(|e| e.eq_ignore_ascii_case(email))
+        .find(|e| e.eq_ignore_ascii_case(email))
     {
-        return true;
+        return Some(Because::Email(e));
     }
     allow
         .allowed_email_domains
         .iter()
-        .any(|d| d.eq_ignore_ascii_case(domain))
+        .find(|d| d.eq_ignore_ascii_case(domain))
+        .map(|d| Because::Domain(d))
 }
 
 #[cfg(test)]
@@ -292,7 +309,6 @@ mod tests {
 
     // ----- routes -----------------------------------------------------------------------
 
-    use crate::config::{GroupMatch, Route};
     use regex::Regex;
 
     fn route(path: &str) -> Route {
@@ -675,13 +691,27 @@ mod tests {
         }
     }
 
+    /// `^{escaped prefix}`, compiled once per prefix (a `Regex` clone is cheap).
+    fn prefix_regex(prefix: &str) -> Regex {
+        use std::sync::OnceLock;
+        static COMPILED: OnceLock<Vec<Regex>> = OnceLock::new();
+        let all = COMPILED.get_or_init(|| {
+            PREFIXES
+                .iter()
+                .map(|p| Regex::new(&format!("^{}", regex::escape(p))).unwrap())
+                .collect()
+        });
+        let i = PREFIXES.iter().position(|p| *p == prefix).unwrap();
+        all[i].clone()
+    }
+
     fn gen_route(rng: &mut Rng) -> Spec {
         let prefix = *rng.pick(&PREFIXES);
         let public = rng.chance(5);
         Spec {
             prefix,
             route: Route {
-                path: Regex::new(&format!("^{}", regex::escape(prefix))).unwrap(),
+                path: prefix_regex(prefix),
                 host: rng.chance(3).then(|| rng.pick(&HOSTS).to_string()),
                 methods: rng.chance(3).then(|| {
                     let mut m = vec![rng

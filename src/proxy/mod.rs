@@ -2,6 +2,7 @@
 //! decisions in `auth`, the sessions in `session` and the providers.
 
 pub mod decide;
+pub mod explain;
 pub mod headers;
 pub mod request;
 mod respond;
