@@ -34,9 +34,12 @@ fn accounts() -> Vec<PeerAccount> {
     vec![
         PeerAccount::alice(),
         PeerAccount::named("grace", "4001")
-            .with_claims(json!({ "groups": ["admins", "staff"] }), false),
-        PeerAccount::named("una", "4002")
-            .with_claims(json!({ "groups": ["staff", "a b,c/Zürich"] }), true),
+            // Values that are not strings are ignored (with one warning per provider).
+            .with_claims(json!({ "groups": ["admins", 7, "staff", null] }), false),
+        PeerAccount::named("una", "4002").with_claims(
+            json!({ "groups": ["staff", {"id": 1}, "a b,c/Zürich"] }),
+            true,
+        ),
         kim,
         PeerAccount::named("many", "4004").with_claims(json!({ "groups": many_groups() }), false),
         PeerAccount::named("ezra", "4005").with_claims(
@@ -330,6 +333,13 @@ async fn groups_from_the_real_peer_reach_exactly_their_routes() {
         w.peer.logs().contains("GET /me -> 200"),
         "{}",
         w.peer.logs()
+    );
+    // grace's and una's lists held values that are not strings: one warning for acme.
+    let logs = w.proxy.wait_for_log("values that are not strings").await;
+    assert_eq!(
+        logs.matches("values that are not strings").count(),
+        1,
+        "{logs}"
     );
 }
 
