@@ -69,8 +69,9 @@ pub fn host_name(host: &str) -> &str {
 }
 
 /// Does `route` apply to this request? Host (port ignored, any letter
-/// case), then methods, then the path regex. `OPTIONS *` has no path and
-/// matches no route.
+/// case), then methods (any letter case: `post` must not slip past a
+/// POST rule in case the app reads it as POST), then the path regex.
+/// `OPTIONS *` has no path and matches no route.
 pub fn route_matches(route: &Route, req: &RequestFacts<'_>) -> bool {
     if !req.path.starts_with('/') {
         return false;
@@ -82,7 +83,11 @@ pub fn route_matches(route: &Route, req: &RequestFacts<'_>) -> bool {
         }
     }
     if let Some(methods) = &route.methods {
-        if !methods.contains(req.method) {
+        let method = req.method.as_str();
+        if !methods
+            .iter()
+            .any(|m| m.as_str().eq_ignore_ascii_case(method))
+        {
             return false;
         }
     }
@@ -514,6 +519,14 @@ mod tests {
                 "/healthz",
                 None,
                 "session",
+                [Allowed, NotAllowed, NotAllowed],
+            ),
+            (
+                "get",
+                None,
+                "/healthz",
+                Some(1),
+                "public",
                 [Allowed, NotAllowed, NotAllowed],
             ),
             (
