@@ -28,6 +28,7 @@ fn identity() -> Identity {
         name: Some("Alice Example".into()),
         login: None,
         picture: Some("https://lh3.googleusercontent.com/a/ACg8ocK-example=s96-c".into()),
+        groups: Vec::new(),
     }
 }
 
@@ -57,6 +58,7 @@ fn headers(c: &mut Criterion) {
         email: HeaderName::from_static("x-user-email"),
         name: HeaderName::from_static("x-user-name"),
         login: HeaderName::from_static("x-user-login"),
+        groups: HeaderName::from_static("x-user-groups"),
         picture: HeaderName::from_static("x-user-picture"),
     });
     let id = identity();

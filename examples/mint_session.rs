@@ -37,6 +37,7 @@ fn main() {
         name: Some("Bench Mark".into()),
         login: None,
         picture: None,
+        groups: Vec::new(),
     };
     if let Ok(url) = std::env::var("REDIS_URL") {
         let prefix = std::env::var("REDIS_KEY_PREFIX").unwrap_or_else(|_| "portcullis:".into());

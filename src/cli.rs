@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Authentication reverse proxy: sign in with Google, X, Facebook or any
 /// OpenID Connect provider, then reach the app with identity headers.
@@ -22,7 +22,7 @@ pub enum Command {
     /// Run the proxy (the default).
     Run,
     /// Validate the config and print every problem; exit 0 when valid.
-    Check,
+    Check(CheckArgs),
     /// Print a fresh random session secret (32 bytes, base64).
     Secret,
     /// List or end a user's sessions (store = "redis"), talking to Redis.
@@ -46,4 +46,31 @@ pub enum SessionsAction {
         #[arg(long, value_name = "USER")]
         user: String,
     },
+}
+
+/// `portcullis check [--explain [--user P:S --email E --groups G,H --host H] [METHOD PATH]]`.
+#[derive(Debug, Default, Args)]
+pub struct CheckArgs {
+    /// Also print the effective rule table, and with METHOD PATH which rule
+    /// applies to that request and why.
+    #[arg(long)]
+    pub explain: bool,
+    /// The signed-in user, as its X-User value (default: no session).
+    #[arg(long, requires = "explain", value_name = "PROVIDER:SUBJECT")]
+    pub user: Option<String>,
+    /// The user's email, taken as verified.
+    #[arg(long, requires = "user", value_name = "EMAIL")]
+    pub email: Option<String>,
+    /// The user's groups, comma-separated (as from the user's provider).
+    #[arg(long, requires = "user", value_delimiter = ',', value_name = "GROUPS")]
+    pub groups: Vec<String>,
+    /// The request's Host (default: server.public_url's).
+    #[arg(long, requires = "explain", value_name = "HOST")]
+    pub host: Option<String>,
+    /// The request's method, e.g. GET.
+    #[arg(requires_all = ["explain", "path"], value_name = "METHOD")]
+    pub method: Option<String>,
+    /// The request's path and query, e.g. /admin/x.
+    #[arg(value_name = "PATH")]
+    pub path: Option<String>,
 }

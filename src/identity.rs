@@ -15,11 +15,20 @@ pub struct Identity {
     pub login: Option<String>,
     /// Avatar URL where the provider has one.
     pub picture: Option<String>,
+    /// Groups or roles from the provider's `groups_claim`, in the
+    /// provider's order, without duplicates (empty for providers without one).
+    pub groups: Vec<String>,
 }
 
-/// Format byte of the current [`Identity::encode`] layout (the login state
-/// uses another, so neither ever decodes as the other).
+/// Format byte of the [`Identity::encode`] layout without groups (the login
+/// state uses another, so neither ever decodes as the other).
 const IDENTITY_FORMAT: u8 = 0x01;
+/// Format byte of the layout with groups: [`IDENTITY_FORMAT`]'s fields, then
+/// a big-endian `u16` count and that many strings. Identities without groups
+/// keep the old layout, so sessions sealed before groups existed still open.
+const IDENTITY_FORMAT_GROUPS: u8 = 0x02;
+/// Most groups an encoded identity carries (the count is a `u16`).
+pub const MAX_ENCODED_GROUPS: usize = u16::MAX as usize;
 
 impl Identity {
     /// The stable unique id sent as `X-User`: `{provider}:{subject}`.
@@ -31,8 +40,10 @@ impl Identity {
     /// field as a big-endian `u16` length and its bytes (`0xFFFF` for an
     /// absent optional field). A field longer than 65,534 bytes is cut at a
     /// character boundary (no provider sends such values; the sealed cookie
-    /// would be far too large anyway).
+    /// would be far too large anyway). Groups, when there are any, follow
+    /// as a `u16` count and strings (at most [`MAX_ENCODED_GROUPS`]).
     pub fn encode(&self, out: &mut Vec<u8>) {
+        let groups = &self.groups[..self.groups.len().min(MAX_ENCODED_GROUPS)];
         out.reserve(
             1 + 6 * 2
                 + self.provider.len()
@@ -40,15 +51,27 @@ impl Identity {
                 + [&self.email, &self.name, &self.login, &self.picture]
                     .iter()
                     .map(|field| field.as_deref().map_or(0, str::len))
-                    .sum::<usize>(),
+                    .sum::<usize>()
+                + groups.iter().map(|g| 2 + g.len()).sum::<usize>(),
         );
-        out.push(IDENTITY_FORMAT);
+        out.push(if groups.is_empty() {
+            IDENTITY_FORMAT
+        } else {
+            IDENTITY_FORMAT_GROUPS
+        });
         wire::put_str(out, &self.provider);
         wire::put_str(out, &self.subject);
         wire::put_opt(out, self.email.as_deref());
         wire::put_opt(out, self.name.as_deref());
         wire::put_opt(out, self.login.as_deref());
         wire::put_opt(out, self.picture.as_deref());
+        if !groups.is_empty() {
+            let count = u16::try_from(groups.len()).unwrap_or(u16::MAX);
+            out.extend_from_slice(&count.to_be_bytes());
+            for g in groups {
+                wire::put_str(out, g);
+            }
+        }
     }
 
     /// Parses what [`Identity::encode`] wrote. Strict: an unknown format
@@ -56,17 +79,31 @@ impl Identity {
     /// invalid UTF-8 or trailing bytes all give `None`. Never panics.
     pub fn decode(bytes: &[u8]) -> Option<Identity> {
         let mut reader = wire::Reader::new(bytes);
-        if reader.u8()? != IDENTITY_FORMAT {
+        let format = reader.u8()?;
+        if format != IDENTITY_FORMAT && format != IDENTITY_FORMAT_GROUPS {
             return None;
         }
-        let identity = Identity {
+        let mut identity = Identity {
             provider: reader.str()?,
             subject: reader.str()?,
             email: reader.opt_str()?,
             name: reader.opt_str()?,
             login: reader.opt_str()?,
             picture: reader.opt_str()?,
+            groups: Vec::new(),
         };
+        if format == IDENTITY_FORMAT_GROUPS {
+            let count = usize::from(reader.u16()?);
+            // Each string takes at least its two length bytes: a count the
+            // rest cannot hold is malformed (and allocates nothing).
+            if count == 0 || count > reader.remaining() / 2 {
+                return None;
+            }
+            identity.groups.reserve_exact(count);
+            for _ in 0..count {
+                identity.groups.push(reader.str()?);
+            }
+        }
         reader.finish()?;
         Some(identity)
     }
@@ -146,7 +183,12 @@ pub(crate) mod wire {
             Some(byte)
         }
 
-        fn u16(&mut self) -> Option<u16> {
+        /// Bytes not read yet.
+        pub(crate) fn remaining(&self) -> usize {
+            self.rest.len()
+        }
+
+        pub(crate) fn u16(&mut self) -> Option<u16> {
             let bytes: [u8; 2] = self.take(2)?.try_into().ok()?;
             Some(u16::from_be_bytes(bytes))
         }
@@ -187,6 +229,7 @@ mod tests {
             name: Some("Alice Ünïcødé 🦀".into()),
             login: Some("alice".into()),
             picture: Some("https://example.com/a.png".into()),
+            groups: vec!["admins".into(), "staff, Zürich".into()],
         }
     }
 
@@ -198,6 +241,7 @@ mod tests {
             name: None,
             login: None,
             picture: None,
+            groups: Vec::new(),
         }
     }
 
@@ -229,7 +273,40 @@ mod tests {
             name: None,
             login: Some(String::new()),
             picture: None,
+            groups: vec![String::new()],
         };
+        assert_eq!(Identity::decode(&encoded(&identity)), Some(identity));
+    }
+
+    #[test]
+    fn groups_use_the_second_layout_and_keep_their_order() {
+        let mut identity = minimal();
+        let plain = encoded(&identity);
+        identity.groups = vec!["b".into(), "a".into()];
+        let bytes = encoded(&identity);
+        assert_eq!(bytes[0], 2);
+        let mut expected = plain.clone();
+        expected[0] = 2;
+        expected.extend_from_slice(&[0, 2, 0, 1, b'b', 0, 1, b'a']);
+        assert_eq!(bytes, expected);
+        assert_eq!(Identity::decode(&bytes), Some(identity));
+        // A count of zero, or more than the bytes can hold, is malformed.
+        let mut zero = plain.clone();
+        zero[0] = 2;
+        zero.extend_from_slice(&[0, 0]);
+        assert_eq!(Identity::decode(&zero), None);
+        let mut huge = plain;
+        huge[0] = 2;
+        huge.extend_from_slice(&[0xFF, 0xFF, 0, 0]);
+        assert_eq!(Identity::decode(&huge), None);
+    }
+
+    #[test]
+    fn three_hundred_groups_round_trip() {
+        let mut identity = full();
+        identity.groups = (0..300)
+            .map(|i| format!("team-{i:03}-engineering"))
+            .collect();
         assert_eq!(Identity::decode(&encoded(&identity)), Some(identity));
     }
 
@@ -273,7 +350,7 @@ mod tests {
     #[test]
     fn decode_rejects_unknown_format() {
         let mut bytes = encoded(&full());
-        bytes[0] = 2;
+        bytes[0] = 3;
         assert_eq!(Identity::decode(&bytes), None);
         bytes[0] = 0;
         assert_eq!(Identity::decode(&bytes), None);

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use portcullis::cli::{Cli, Command, SessionsAction};
+use portcullis::cli::{CheckArgs, Cli, Command, SessionsAction};
 use portcullis::config::{self, ConfigError, ProcessEnv};
 use portcullis::session::seal::SessionKey;
 
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
             println!("{}", SessionKey::generate().to_base64());
             ExitCode::SUCCESS
         }
-        Command::Check => {
+        Command::Check(args) => {
             let path = config::resolve_path(cli.config);
             match config::load(&path, &ProcessEnv) {
                 Ok(s) => {
@@ -35,6 +35,9 @@ fn main() -> ExitCode {
                             .collect::<Vec<_>>()
                             .join(", ")
                     );
+                    if args.explain {
+                        return explain(s, &args);
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -119,6 +122,67 @@ fn sessions(settings: &config::Settings, action: SessionsAction) -> ExitCode {
                 "portcullis: Redis at {} could not be used: {why}",
                 store.url.redacted()
             );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check --explain`: the rule table, and one request judged by the gate.
+fn explain(settings: config::Settings, args: &CheckArgs) -> ExitCode {
+    use portcullis::proxy::explain::{identity, Question};
+    // The gate itself, built as for serving, minus the network: nothing is
+    // fetched or forwarded (the upstream address is never used).
+    let built = portcullis::providers::http_client()
+        .map_err(|e| e.to_string())
+        .and_then(|http| {
+            portcullis::providers::Providers::build(&settings, &http).map_err(|e| e.to_string())
+        });
+    let providers = match built {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = portcullis::proxy::App::new(
+        settings,
+        providers,
+        ([127, 0, 0, 1], 9).into(),
+        portcullis::session::SessionStore::Cookie,
+    );
+    println!();
+    print!("{}", app.rule_table());
+    let (Some(method), Some(target)) = (&args.method, &args.path) else {
+        return ExitCode::SUCCESS;
+    };
+    let user = match &args.user {
+        Some(u) => match identity(u, args.email.as_deref(), &args.groups) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                eprintln!("portcullis: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+        eprintln!("portcullis: {method:?} is not an HTTP method");
+        return ExitCode::FAILURE;
+    };
+    let question = Question {
+        method,
+        target: target.clone(),
+        host: args.host.clone(),
+        user,
+    };
+    match app.explain(&question) {
+        Ok(text) => {
+            println!();
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,6 +1,7 @@
 //! The validated, typed configuration (`Settings`): everything the rest of
 //! Portcullis reads, with no raw strings where a type belongs.
 
+mod access;
 mod reader;
 mod validate;
 
@@ -15,6 +16,7 @@ use url::Url;
 
 use crate::session::seal::SessionKey;
 
+pub use access::{Allow, Cidr, GroupMatch, Route, ALLOW_KEYS};
 pub use reader::{parse_duration, Env, Issue, ProcessEnv};
 
 /// Where the config is read from when no `--config` is given and
@@ -54,6 +56,9 @@ pub struct Settings {
     pub session: Session,
     pub headers: HeaderNames,
     pub access: Access,
+    /// `[[routes]]`, in file order: the first that matches a request
+    /// decides who may pass; no match, `[access]`.
+    pub routes: Vec<Route>,
     /// `admin.listen`: where `/healthz`, `/readyz` and `/metrics` answer
     /// (default: no admin listener).
     pub admin: Option<SocketAddr>,
@@ -73,6 +78,10 @@ pub struct Server {
     /// `server.shutdown_grace`, default `10s`: how long in-flight requests may
     /// finish after SIGTERM (pingora's own default is 300 s).
     pub shutdown_grace: Duration,
+    /// `server.trusted_proxies`, default none: peers whose
+    /// `X-Forwarded-Uri`/`X-Original-URI`, `X-Forwarded-Host` and
+    /// `X-Forwarded-Method` the forward-auth check believes.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Server {
@@ -200,10 +209,12 @@ pub struct HeaderNames {
     pub name: HeaderName,
     pub login: HeaderName,
     pub picture: HeaderName,
+    /// `headers.groups`, default `X-User-Groups`.
+    pub groups: HeaderName,
 }
 
 impl HeaderNames {
-    pub fn all(&self) -> [&HeaderName; 6] {
+    pub fn all(&self) -> [&HeaderName; 7] {
         [
             &self.user,
             &self.provider,
@@ -211,6 +222,7 @@ impl HeaderNames {
             &self.name,
             &self.login,
             &self.picture,
+            &self.groups,
         ]
     }
 }
@@ -218,12 +230,9 @@ impl HeaderNames {
 /// `[access]`: who may pass once signed in, and how unauthenticated API calls are answered.
 #[derive(Debug, Default)]
 pub struct Access {
-    /// `access.allowed_email_domains`, lower-cased, no leading `@`.
-    pub allowed_email_domains: Vec<String>,
-    /// `access.allowed_emails`, lower-cased.
-    pub allowed_emails: Vec<String>,
-    /// `access.allowed_users`: `X-User` values, e.g. `google:1234`.
-    pub allowed_users: Vec<String>,
+    /// `access.allowed_email_domains`, `allowed_emails`, `allowed_users`,
+    /// `allowed_groups`: who may pass where no route says otherwise.
+    pub allow: Allow,
     /// `access.api_paths`: requests whose path matches get 401 JSON instead of a redirect.
     pub api_paths: Option<RegexSet>,
     /// `access.skip_auth`: `[METHOD ]regex` rules on the normalised path;
@@ -232,15 +241,6 @@ pub struct Access {
     /// `access.skip_auth_preflight`, default false: let CORS preflight
     /// requests (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) through.
     pub skip_auth_preflight: bool,
-}
-
-impl Access {
-    /// True when any allow-list is set (otherwise every signed-in user may pass).
-    pub fn restricts(&self) -> bool {
-        !(self.allowed_email_domains.is_empty()
-            && self.allowed_emails.is_empty()
-            && self.allowed_users.is_empty())
-    }
 }
 
 /// What kind of provider a `[providers.NAME]` table is, with its own settings.
@@ -306,6 +306,13 @@ pub struct Provider {
     /// OAuth client secret (X OAuth 1.0a: the consumer secret).
     pub client_secret: ClientSecret,
     pub scopes: Vec<String>,
+    /// `groups_claim` (kind `oidc` only): where the groups are in the ID
+    /// token or UserInfo claims, one key per level (`"realm_access.roles"`
+    /// is `["realm_access", "roles"]`). `None`: no groups.
+    pub groups_claim: Option<Vec<String>>,
+    /// `hosted_domains` (Google only), lower-cased: the ID token's `hd`
+    /// claim must be one of them. Empty: any account.
+    pub hosted_domains: Vec<String>,
 }
 
 /// Reads, parses and validates a config file.

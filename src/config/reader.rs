@@ -77,6 +77,11 @@ impl Section {
     pub fn contains(&self, key: &str) -> bool {
         self.table.contains_key(key)
     }
+
+    /// Is the value at `key` a list?
+    pub fn is_array(&self, key: &str) -> bool {
+        matches!(self.table.get(key), Some(Value::Array(_)))
+    }
 }
 
 impl<'e> Reader<'e> {
@@ -138,6 +143,37 @@ impl<'e> Reader<'e> {
             }
         }
         out
+    }
+
+    /// An array of tables (`[[routes]]`), each a section named `key[i]`.
+    pub fn array_of_tables(&mut self, section: &mut Section, key: &str) -> Vec<Section> {
+        let path = section.key(key);
+        match section.table.remove(key) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    match item {
+                        Value::Table(t) => out.push(Section::new(format!("{path}[{i}]"), t)),
+                        other => self.issue(
+                            format!("{path}[{i}]"),
+                            format!("must be a table, not {}", other.type_str()),
+                        ),
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                self.issue(
+                    path,
+                    format!(
+                        "must be a list of tables ([[{key}]] blocks), not {}",
+                        other.type_str()
+                    ),
+                );
+                Vec::new()
+            }
+        }
     }
 
     /// A string, with `${VAR}` expanded.

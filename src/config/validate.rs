@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use http::HeaderName;
 use oauth2::ClientSecret;
-use regex::RegexSet;
 use url::{Host, Url};
 
 use super::reader::{Env, Issue, Reader, Section};
 use super::{
-    Access, Facebook, HeaderNames, Provider, ProviderKind, Redis, RedisUrl, SameSite, Server,
-    Session, SessionStore, Settings, Tls, Twitter, Upstream, XProtocol,
+    Facebook, HeaderNames, Provider, ProviderKind, Redis, RedisUrl, SameSite, Server, Session,
+    SessionStore, Settings, Tls, Twitter, Upstream, XProtocol,
 };
 use crate::session::seal::SessionKey;
 
@@ -77,10 +76,6 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
     let headers = headers(&mut r, &mut headers_s);
     r.finish(headers_s);
 
-    let mut access_s = r.table_or_empty(&mut root, "access");
-    let access = access(&mut r, &mut access_s);
-    r.finish(access_s);
-
     let mut admin_listen = None;
     if let Some(mut admin) = r.table(&mut root, "admin") {
         let key = admin.key("listen");
@@ -121,18 +116,24 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
         );
     }
 
+    // After the providers: "p:g" groups and route `providers` name them.
+    let provider_ids: Vec<&str> = providers.iter().map(|p| p.id.as_str()).collect();
+    let mut access_s = r.table_or_empty(&mut root, "access");
+    let access = super::access::access(&mut r, &mut access_s, &provider_ids);
+    r.finish(access_s);
+    let routes = super::access::routes(&mut r, &mut root, &provider_ids);
+
     r.finish(root);
 
-    match (server, upstream, session, headers, access) {
-        (Some(server), Some(upstream), Some(session), Some(headers), Some(access))
-            if r.issues.is_empty() =>
-        {
+    match (server, upstream, session, headers) {
+        (Some(server), Some(upstream), Some(session), Some(headers)) if r.issues.is_empty() => {
             Ok(Settings {
                 server,
                 upstream,
                 session,
                 headers,
                 access,
+                routes,
                 admin: admin_listen,
                 providers,
             })
@@ -218,6 +219,7 @@ fn server(r: &mut Reader, s: &mut Section) -> Option<Server> {
     let shutdown_grace = r
         .duration(s, "shutdown_grace")
         .unwrap_or(Duration::from_secs(10));
+    let trusted_proxies = super::access::cidrs(r, s, "trusted_proxies");
 
     Some(Server {
         listen: listen?,
@@ -225,6 +227,7 @@ fn server(r: &mut Reader, s: &mut Section) -> Option<Server> {
         tls,
         threads,
         shutdown_grace,
+        trusted_proxies,
     })
 }
 
@@ -526,6 +529,7 @@ fn headers(r: &mut Reader, s: &mut Section) -> Option<HeaderNames> {
     let name = one(r, "name", "X-User-Name");
     let login = one(r, "login", "X-User-Login");
     let picture = one(r, "picture", "X-User-Picture");
+    let groups = one(r, "groups", "X-User-Groups");
     let names = HeaderNames {
         user: user?,
         provider: provider?,
@@ -533,6 +537,7 @@ fn headers(r: &mut Reader, s: &mut Section) -> Option<HeaderNames> {
         name: name?,
         login: login?,
         picture: picture?,
+        groups: groups?,
     };
     // Two settings naming the same header (also after '_' -> '-') would let
     // one value overwrite another.
@@ -567,94 +572,6 @@ fn headers(r: &mut Reader, s: &mut Section) -> Option<HeaderNames> {
         }
     }
     Some(names)
-}
-
-fn access(r: &mut Reader, s: &mut Section) -> Option<Access> {
-    let mut access = Access::default();
-    let dom_key = s.key("allowed_email_domains");
-    for (i, d) in r
-        .strings(s, "allowed_email_domains")
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
-        let ok = !d.is_empty()
-            && d.split('.').all(|l| {
-                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if ok {
-            access.allowed_email_domains.push(d);
-        } else {
-            r.issue(
-                format!("{dom_key}[{i}]"),
-                "must be a domain name such as \"example.com\" (subdomains are not included)",
-            );
-        }
-    }
-    let em_key = s.key("allowed_emails");
-    for (i, e) in r
-        .strings(s, "allowed_emails")
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        let e = e.trim().to_ascii_lowercase();
-        if crate::auth::policy::split_email(&e).is_some() {
-            access.allowed_emails.push(e);
-        } else {
-            r.issue(format!("{em_key}[{i}]"), "is not an email address");
-        }
-    }
-    let users_key = s.key("allowed_users");
-    for (i, u) in r
-        .strings(s, "allowed_users")
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        match u.split_once(':') {
-            Some((p, sub)) if !p.is_empty() && !sub.is_empty() => access.allowed_users.push(u),
-            _ => r.issue(
-                format!("{users_key}[{i}]"),
-                "must be an X-User value \"{provider}:{subject}\", e.g. \"google:1234\"",
-            ),
-        }
-    }
-    let skip_key = s.key("skip_auth");
-    for (i, rule) in r
-        .strings(s, "skip_auth")
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        match crate::auth::skip::SkipRule::parse(&rule) {
-            Ok(rule) => access.skip_auth.push(rule),
-            Err(e) => r.issue(format!("{skip_key}[{i}]"), e),
-        }
-    }
-    access.skip_auth_preflight = r.bool(s, "skip_auth_preflight").unwrap_or(false);
-    let api_key = s.key("api_paths");
-    if let Some(patterns) = r.strings(s, "api_paths") {
-        let mut ok = true;
-        for (i, p) in patterns.iter().enumerate() {
-            if let Err(e) = regex::Regex::new(p) {
-                r.issue(
-                    format!("{api_key}[{i}]"),
-                    format!("invalid regex: {}", first_line(&e.to_string())),
-                );
-                ok = false;
-            }
-        }
-        if ok && !patterns.is_empty() {
-            access.api_paths = RegexSet::new(&patterns).ok();
-        }
-    }
-    Some(access)
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().last().unwrap_or(s).trim().to_owned()
 }
 
 fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
@@ -714,6 +631,9 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
         r.issue(&secret_key, "must not be empty");
     }
 
+    let groups_claim = groups_claim(r, s, kind == Kind::Oidc);
+    let hosted_domains = hosted_domains(r, s, kind == Kind::Google);
+
     let (kind, scopes) = match kind {
         Kind::Google | Kind::Oidc => {
             let issuer_key = s.key("issuer");
@@ -761,7 +681,91 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
         client_id: client_id.filter(|c| !c.is_empty())?,
         client_secret: ClientSecret::new(client_secret.filter(|c| !c.is_empty())?),
         scopes: scopes?,
+        groups_claim: groups_claim?,
+        hosted_domains: hosted_domains?,
     })
+}
+
+/// `groups_claim`: a dotted path (`"realm_access.roles"`) or a list of
+/// keys, one per level, for keys that hold dots themselves
+/// (`["https://acme.example/roles"]`). `Some(None)` when absent.
+fn groups_claim(r: &mut Reader, s: &mut Section, allowed: bool) -> Option<Option<Vec<String>>> {
+    let key = s.key("groups_claim");
+    if !s.contains("groups_claim") {
+        return Some(None);
+    }
+    if !allowed {
+        r.discard(s, "groups_claim");
+        r.issue(
+            key,
+            "applies only to kind = \"oidc\" providers (groups come from their ID token or UserInfo)",
+        );
+        return None;
+    }
+    let path: Vec<String> = if s.is_array("groups_claim") {
+        r.strings(s, "groups_claim")?
+    } else {
+        let dotted = r.string(s, "groups_claim")?;
+        if dotted.contains("://") {
+            r.issue(
+                &key,
+                format!(
+                    "{dotted:?} looks like a namespaced claim: a dotted path splits it at every '.'; \
+                     write it as a list of keys, groups_claim = [{dotted:?}]"
+                ),
+            );
+            return None;
+        }
+        dotted.split('.').map(str::to_owned).collect()
+    };
+    if path.is_empty() || path.iter().any(String::is_empty) {
+        r.issue(
+            key,
+            "must name a claim, e.g. \"groups\" or \"realm_access.roles\" (no empty parts)",
+        );
+        return None;
+    }
+    Some(Some(path))
+}
+
+/// `hosted_domains` (Google only): Workspace domains, lower-cased.
+fn hosted_domains(r: &mut Reader, s: &mut Section, allowed: bool) -> Option<Vec<String>> {
+    let key = s.key("hosted_domains");
+    if !s.contains("hosted_domains") {
+        return Some(Vec::new());
+    }
+    if !allowed {
+        r.discard(s, "hosted_domains");
+        r.issue(key, "applies only to the Google provider");
+        return None;
+    }
+    let list = r.strings(s, "hosted_domains")?;
+    let mut out = Vec::with_capacity(list.len());
+    let mut ok = true;
+    for (i, d) in list.iter().enumerate() {
+        let d = d.trim().to_ascii_lowercase();
+        let valid = d.contains('.')
+            && d.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if valid {
+            out.push(d);
+        } else {
+            r.issue(
+                format!("{key}[{i}]"),
+                "must be a Google Workspace domain such as \"example.com\"",
+            );
+            ok = false;
+        }
+    }
+    if ok && out.is_empty() {
+        r.issue(
+            key,
+            "must name at least one domain (leave the key out to accept every Google account)",
+        );
+        return None;
+    }
+    ok.then_some(out)
 }
 
 fn scopes(r: &mut Reader, s: &mut Section, default: &[&str]) -> Option<Vec<String>> {
@@ -1152,6 +1156,256 @@ client_secret = "${GOOGLE_SECRET}"
                 );
             }
         }
+    }
+
+    const ACME: &str = "[providers.acme]\nkind = \"oidc\"\nissuer = \"https://sso.acme.example\"\nclient_id = \"a\"\nclient_secret = \"b\"\n";
+
+    /// Groups, hosted domains, routes and trusted proxies: each mistake is
+    /// named by its key (`routes[1].path`).
+    #[test]
+    fn policy_mistakes_are_reported_with_their_keys() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[access]\nallowed_groups = [\"nope:admins\"]",
+                "access.allowed_groups[0]",
+            ),
+            (
+                "[access]\nallowed_groups = [\"acme:\"]",
+                "access.allowed_groups[0]",
+            ),
+            (
+                "[access]\nallowed_groups = [\"\"]",
+                "access.allowed_groups[0]",
+            ),
+            (
+                "[access]\nallowed_groups = \"admins\"",
+                "access.allowed_groups",
+            ),
+            (
+                "[[routes]]\nallowed_groups = [\"admins\"]",
+                "routes[0].path",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\n[[routes]]\npath = \"(\"",
+                "routes[1].path",
+            ),
+            ("[[routes]]\npath = \"\"", "routes[0].path"),
+            (
+                "[[routes]]\npath = \"^/a\"\nhost = \"a.example:8080\"",
+                "routes[0].host",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\nhost = \"a b\"",
+                "routes[0].host",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\nmethods = [\"get\"]",
+                "routes[0].methods[0]",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\nmethods = []",
+                "routes[0].methods",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\nproviders = [\"github\"]",
+                "routes[0].providers[0]",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\nproviders = []",
+                "routes[0].providers",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\nallowed_emails = [\"x\"]",
+                "routes[0].allowed_emails[0]",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\nallowed_email_domains = [\"@@\"]",
+                "routes[0].allowed_email_domains[0]",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\nallowed_users = [\"x\"]",
+                "routes[0].allowed_users[0]",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\nallowed_groups = [\"github:x\"]",
+                "routes[0].allowed_groups[0]",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\npublic = true\nallowed_groups = [\"x\"]",
+                "routes[0].public",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\npublic = true\nproviders = [\"google\"]",
+                "routes[0].public",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\npublic = \"yes\"",
+                "routes[0].public",
+            ),
+            (
+                "[[routes]]\npath = \"^/a\"\nskip_auth = [\"^/\"]",
+                "routes[0].skip_auth",
+            ),
+            ("routes = \"^/a\"", "routes"),
+            ("routes = [\"^/a\"]", "routes[0]"),
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.1/8\"]",
+                "server.trusted_proxies[0]",
+            ),
+            (
+                "[server]\ntrusted_proxies = [\"proxy.local\"]",
+                "server.trusted_proxies[0]",
+            ),
+            ("[headers]\ngroups = \"X-User\"", "headers"),
+            ("[headers]\ngroups = \"X Groups\"", "headers.groups"),
+            (
+                "[providers.google]\ngroups_claim = \"groups\"",
+                "providers.google.groups_claim",
+            ),
+            (
+                "[providers.acme]\ngroups_claim = \"https://acme.example/roles\"",
+                "providers.acme.groups_claim",
+            ),
+            (
+                "[providers.acme]\ngroups_claim = \"realm_access..roles\"",
+                "providers.acme.groups_claim",
+            ),
+            (
+                "[providers.acme]\ngroups_claim = []",
+                "providers.acme.groups_claim",
+            ),
+            (
+                "[providers.acme]\ngroups_claim = 7",
+                "providers.acme.groups_claim",
+            ),
+            (
+                "[providers.acme]\nhosted_domains = [\"example.com\"]",
+                "providers.acme.hosted_domains",
+            ),
+            (
+                "[providers.google]\nhosted_domains = [\"not a domain\"]",
+                "providers.google.hosted_domains[0]",
+            ),
+            (
+                "[providers.google]\nhosted_domains = []",
+                "providers.google.hosted_domains",
+            ),
+        ];
+        for (edit, key) in cases {
+            // Into its table when the config has it; a new table at the
+            // end; a top-level key before every table.
+            let base = good() + "\n" + ACME;
+            let text = match edit.split_once('\n') {
+                Some((table, _))
+                    if table.starts_with('[')
+                        && !table.starts_with("[[")
+                        && base.contains(table) =>
+                {
+                    base.replacen(table, edit, 1)
+                }
+                _ if edit.starts_with('[') => format!("{base}\n{edit}\n"),
+                _ => format!("{edit}\n{base}"),
+            };
+            let got = issues(&text);
+            assert!(
+                got.iter().any(|l| l.starts_with(&format!("{key}:"))),
+                "expected an issue for {key} from {edit:?}, got {got:?}\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_settings_load() {
+        use super::super::{GroupMatch, ProviderKind};
+        let text = good().replace(
+            "[server]",
+            "[server]\ntrusted_proxies = [\"127.0.0.1/32\", \"::1\"]",
+        ) + "\n"
+            + &ACME.replace(
+                "client_id",
+                "groups_claim = [\"https://acme.example/roles\"]\nclient_id",
+            )
+            + r#"
+[providers.keycloak]
+kind = "oidc"
+issuer = "https://kc.example/realms/x"
+client_id = "a"
+client_secret = "b"
+groups_claim = "realm_access.roles"
+
+[access]
+allowed_groups = ["admins", "acme:urn:staff"]
+
+[[routes]]
+path = "^/admin/"
+host = "Admin.Example.com"
+methods = ["GET", "POST"]
+allowed_groups = ["keycloak:admin"]
+
+[[routes]]
+path = "^/ops/"
+providers = ["acme"]
+
+[[routes]]
+path = "^/healthz$"
+public = true
+
+[[routes]]
+path = "^/lobby"
+allowed_users = []
+"#;
+        let text = text.replace(
+            "[providers.google]\n",
+            "[providers.google]\nhosted_domains = [\"Example.com\", \"example.org\"]\n",
+        );
+        let s = parse(&text, &env).unwrap_or_else(|e| panic!("{:?}", e.lines()));
+        assert_eq!(s.server.trusted_proxies.len(), 2);
+        assert_eq!(s.headers.groups.as_str(), "x-user-groups");
+        assert_eq!(
+            s.providers[0].hosted_domains,
+            vec!["example.com", "example.org"]
+        );
+        assert!(matches!(s.providers[0].kind, ProviderKind::Google { .. }));
+        assert_eq!(
+            s.providers[1].groups_claim,
+            Some(vec!["https://acme.example/roles".to_owned()])
+        );
+        assert_eq!(
+            s.providers[2].groups_claim,
+            Some(vec!["realm_access".to_owned(), "roles".to_owned()])
+        );
+        assert_eq!(
+            s.access.allow.allowed_groups,
+            vec![
+                GroupMatch {
+                    provider: None,
+                    group: "admins".into()
+                },
+                GroupMatch {
+                    provider: Some("acme".into()),
+                    group: "urn:staff".into()
+                },
+            ]
+        );
+        assert_eq!(s.routes.len(), 4);
+        let admin = &s.routes[0];
+        assert_eq!(admin.host.as_deref(), Some("admin.example.com"));
+        assert_eq!(admin.methods.as_ref().map(Vec::len), Some(2));
+        assert_eq!(
+            admin.allow.as_ref().map(|a| a.allowed_groups.clone()),
+            Some(vec![GroupMatch {
+                provider: Some("keycloak".into()),
+                group: "admin".into()
+            }])
+        );
+        assert!(s.routes[1].allow.is_none(), "no lists: [access]'s apply");
+        assert_eq!(s.routes[1].providers, Some(vec!["acme".to_owned()]));
+        assert!(s.routes[2].public);
+        let lobby = s.routes[3]
+            .allow
+            .as_ref()
+            .expect("an empty list names a list");
+        assert!(!lobby.restricts());
     }
 
     #[test]

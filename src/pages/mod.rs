@@ -124,13 +124,57 @@ pub fn error_page(status: u16, title: &str, message: &str, retry_href: &str) -> 
 /// picker; "Sign out" posts to `sign_out_action` (e.g.
 /// `/oauth2/sign_out?rd=%2F`; must be a local path).
 pub fn forbidden_page(who: &str, sign_out_action: &str) -> String {
+    forbidden_page_offering(who, sign_out_action, &[], "/")
+}
+
+/// The 403 page, offering to sign in with one of `offer` (a route that
+/// takes sessions from those providers only) and come back to `rd` (a
+/// safe return path; percent-encoded and escaped here). With nothing to
+/// offer it is [`forbidden_page`].
+pub fn forbidden_page_offering(
+    who: &str,
+    sign_out_action: &str,
+    offer: &[ProviderButton<'_>],
+    rd: &str,
+) -> String {
     let switch_action = format!("/oauth2/sign_out?rd={}", encode_query_value(SIGN_IN_PATH));
+    let (reason, buttons) = if offer.is_empty() {
+        (
+            "but this account does not have access.".to_owned(),
+            String::new(),
+        )
+    } else {
+        let rd = encode_query_value(rd);
+        let mut list = String::from("<ul class=\"providers\">\n");
+        for button in offer {
+            let href = format!("/oauth2/start/{}?rd={rd}", encode_path_segment(button.id));
+            list.push_str(&format!(
+                "<li><a class=\"btn\" href=\"{}\">{}<span>Continue with {}</span></a></li>\n",
+                escape(&href),
+                logos::svg(button.logo),
+                escape(button.display_name),
+            ));
+        }
+        list.push_str("</ul>\n");
+        let names: Vec<String> = offer
+            .iter()
+            .map(|b| escape(b.display_name).into_owned())
+            .collect();
+        (
+            format!(
+                "but this page needs an account from {}. Sign in with it to continue:",
+                names.join(" or ")
+            ),
+            list,
+        )
+    };
     let card = format!(
         "{mark}\n\
          <p class=\"eyebrow\">Error 403</p>\n\
          <h1>No access</h1>\n\
          <p class=\"lead\">You are signed in as <strong>{who}</strong>, \
-         but this account does not have access.</p>\n\
+         {reason}</p>\n\
+         {buttons}\
          <div class=\"actions\">\n\
          <form method=\"post\" action=\"{switch}\">\
          <button class=\"btn btn-primary\" type=\"submit\">Use another account</button></form>\n\
@@ -199,6 +243,12 @@ mod tests {
                 "/oauth2/start/google?rd=%2F",
             ),
             forbidden_page("alice@example.com", "/oauth2/sign_out?rd=%2F"),
+            forbidden_page_offering(
+                "alice@example.com",
+                "/oauth2/sign_out?rd=%2F",
+                &buttons(),
+                "/admin",
+            ),
         ]
     }
 
@@ -316,6 +366,35 @@ mod tests {
         let page = forbidden_page(HOSTILE, "/oauth2/sign_out?rd=%2F&x=\"><script>");
         assert!(!page.contains("<script"));
         assert!(page.contains("action=\"/oauth2/sign_out?rd=%2F&amp;x=&quot;&gt;&lt;script&gt;\""));
+    }
+
+    #[test]
+    fn forbidden_page_offers_the_route_s_providers() {
+        let offer = [ProviderButton {
+            id: "acme",
+            display_name: "Acme <SSO>",
+            logo: Logo::OpenId,
+        }];
+        let page = forbidden_page_offering(
+            "alice@example.com",
+            "/oauth2/sign_out?rd=%2F",
+            &offer,
+            "/admin/x?a=1&b=2",
+        );
+        assert!(
+            page.contains("needs an account from Acme &lt;SSO&gt;"),
+            "{page}"
+        );
+        assert!(
+            page.contains("href=\"/oauth2/start/acme?rd=/admin/x%3Fa%3D1%26b%3D2\""),
+            "{page}"
+        );
+        assert!(page.contains("Continue with Acme &lt;SSO&gt;</span>"));
+        assert!(page.contains(">Use another account</button>"));
+        assert_eq!(page.matches("/oauth2/start/").count(), 1);
+        let plain = forbidden_page("alice@example.com", "/oauth2/sign_out?rd=%2F");
+        assert!(!plain.contains("/oauth2/start/"));
+        assert!(plain.contains("but this account does not have access."));
     }
 
     #[test]

@@ -266,6 +266,7 @@ impl Provider for FacebookProvider {
             name: clean_text(me.name.as_deref()),
             login: None,
             picture: clean_whole(me.picture.and_then(|p| p.data.url).as_deref(), MAX_URL_LEN),
+            groups: Vec::new(),
         })
     }
 }

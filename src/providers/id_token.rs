@@ -65,6 +65,9 @@ pub struct Claims {
     pub nonce: Option<String>,
     #[serde(flatten)]
     pub profile: Profile,
+    /// Every other claim (`hd`, the `groups_claim`, `_claim_names`, ...).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The identity claims an ID token or a UserInfo answer may carry.
@@ -102,6 +105,9 @@ pub struct UserInfo {
     pub sub: String,
     #[serde(flatten)]
     pub profile: Profile,
+    /// Every other claim (the `groups_claim` among them).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `aud` is a string or an array of strings.

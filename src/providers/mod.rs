@@ -2,6 +2,7 @@
 //! construction of every configured provider.
 
 mod facebook;
+pub mod groups;
 mod id_token;
 pub mod oauth1;
 mod oidc;
@@ -100,6 +101,23 @@ pub enum ProviderError {
     /// The provider answered with something we cannot use.
     #[error("the provider sent an unusable response: {reason}")]
     Protocol { reason: String },
+    /// The provider vouched for the user, but not in a way this site can
+    /// accept: answered 403.
+    #[error("{0}")]
+    NotAccepted(NotAccepted),
+}
+
+/// Why a verified sign-in is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAccepted {
+    /// `hosted_domains`: the Google account's `hd` claim (absent for
+    /// consumer accounts) is not one of them.
+    #[error("hosted domain not allowed: the ID token's hd claim is {}, not one of hosted_domains", .hd.as_deref().map_or("absent (a consumer Google account)".to_owned(), |d| format!("{d:?}")))]
+    HostedDomain { hd: Option<String> },
+    /// Entra ID's groups overage: the token names a separate source for the
+    /// groups claim instead of carrying it (more than 200 groups).
+    #[error("groups overage: the ID token carries no {claim:?} claim but points to another source for it (_claim_names/_claim_sources, or hasgroups), as Entra ID does for users in more than 200 groups; the user's groups cannot be known")]
+    GroupsOverage { claim: String },
 }
 
 impl ProviderError {
@@ -115,6 +133,7 @@ impl ProviderError {
             ProviderError::Rejected { .. } => 400,
             ProviderError::InvalidToken { .. } => 401,
             ProviderError::Protocol { .. } => 502,
+            ProviderError::NotAccepted(_) => 403,
         }
     }
 
@@ -139,6 +158,12 @@ impl ProviderError {
             }
             ProviderError::InvalidToken { .. } => "The identity returned by the provider could not be verified.",
             ProviderError::Protocol { .. } => "The sign-in provider sent a response that could not be used.",
+            ProviderError::NotAccepted(NotAccepted::HostedDomain { .. }) => {
+                "This Google account does not belong to an organisation that may use this site. Sign in with your work account."
+            }
+            ProviderError::NotAccepted(NotAccepted::GroupsOverage { .. }) => {
+                "Your account is a member of more groups than the sign-in provider can list (groups overage), so your access cannot be checked. Ask the site's administrator to send only the groups this application needs."
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Google's endpoints come from discovery at its issuer,
 //! `https://accounts.google.com/.well-known/openid-configuration`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,9 +24,10 @@ use openidconnect::{AdditionalProviderMetadata, JsonWebKeySet, ProviderMetadata}
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
 
+use super::groups::{self, Lookup};
 use super::id_token::{self, Expected, IdTokenError};
 use super::transport::{self, TokenClient, MAX_DOCUMENT, MAX_RESPONSE};
-use super::{clean_text, clean_whole, CallbackParams, Provider, ProviderError};
+use super::{clean_text, clean_whole, CallbackParams, NotAccepted, Provider, ProviderError};
 use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config;
 use crate::identity::Identity;
@@ -133,6 +135,12 @@ pub struct OidcProvider {
     http: reqwest::Client,
     cache: RwLock<Option<Arc<Discovered>>>,
     refresh: Mutex<()>,
+    /// `groups_claim`: one key per level.
+    groups_claim: Option<Vec<String>>,
+    /// `hosted_domains` (Google), lower-cased.
+    hosted_domains: Vec<String>,
+    /// A groups claim with values other than strings is warned about once.
+    groups_warned: AtomicBool,
 }
 
 impl OidcProvider {
@@ -197,6 +205,65 @@ impl OidcProvider {
             http,
             cache: RwLock::new(None),
             refresh: Mutex::new(()),
+            groups_claim: p.groups_claim.clone(),
+            hosted_domains: p.hosted_domains.clone(),
+            groups_warned: AtomicBool::new(false),
+        }
+    }
+
+    /// `hosted_domains`: the verified ID token's `hd` must be one of them
+    /// (never the email's domain: `hd` is what Google asserts about a
+    /// Workspace account; consumer accounts have none).
+    fn check_hosted_domain(&self, claims: &id_token::Claims) -> Result<(), ProviderError> {
+        if self.hosted_domains.is_empty() {
+            return Ok(());
+        }
+        let hd = claims.other.get("hd").and_then(|v| v.as_str());
+        if hd.is_some_and(|hd| {
+            self.hosted_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(hd))
+        }) {
+            return Ok(());
+        }
+        Err(ProviderError::NotAccepted(NotAccepted::HostedDomain {
+            // For the log line: a domain's characters only.
+            hd: hd.map(|d| {
+                d.chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+                    .take(253)
+                    .collect()
+            }),
+        }))
+    }
+
+    /// The groups in `claims` at `groups_claim`; an overage ends the
+    /// sign-in. Values that are not strings are ignored, with one warning
+    /// per provider.
+    fn groups_in(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<Vec<String>>, ProviderError> {
+        let Some(path) = &self.groups_claim else {
+            return Ok(Some(Vec::new()));
+        };
+        match groups::lookup(claims, path) {
+            Lookup::Found { groups, ignored } => {
+                if ignored > 0 && !self.groups_warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        provider = %self.id,
+                        claim = %path.join("."),
+                        ignored,
+                        "groups_claim holds values that are not strings (or are longer than {} bytes); they are ignored (warned once)",
+                        groups::MAX_GROUP_LEN
+                    );
+                }
+                Ok(Some(groups))
+            }
+            Lookup::Absent => Ok(None),
+            Lookup::Overage => Err(ProviderError::NotAccepted(NotAccepted::GroupsOverage {
+                claim: path.join("."),
+            })),
         }
     }
 
@@ -438,19 +505,22 @@ impl OidcProvider {
         Ok(claims)
     }
 
-    /// Providers may keep email and profile claims out of the ID token and
-    /// serve them from the UserInfo endpoint (OIDC Core §5.4; oidc-provider
-    /// does by default). Fetched only when the ID token lacks them; the
-    /// answer must be about the same `sub` (§5.3.2).
+    /// Providers may keep email and profile claims (and groups) out of the
+    /// ID token and serve them from the UserInfo endpoint (OIDC Core §5.4;
+    /// oidc-provider does by default). Fetched only when the ID token lacks
+    /// them; the answer must be about the same `sub` (§5.3.2). Returns the
+    /// UserInfo's other claims when it was fetched.
     async fn complete_claims(
         &self,
         d: &Discovered,
-        mut claims: id_token::Claims,
+        claims: &mut id_token::Claims,
         access_token: &str,
-    ) -> Result<id_token::Claims, ProviderError> {
-        let complete = claims.profile.email.is_some() && claims.profile.name.is_some();
+        want_groups: bool,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, ProviderError> {
+        let complete =
+            claims.profile.email.is_some() && claims.profile.name.is_some() && !want_groups;
         let Some(url) = d.userinfo.as_ref().filter(|_| !complete) else {
-            return Ok(claims);
+            return Ok(None);
         };
         let (body, _) = self
             .get_json_as(url.as_str(), "userinfo", Some(access_token), MAX_RESPONSE)
@@ -465,10 +535,10 @@ impl OidcProvider {
             });
         }
         claims.profile.complete_from(info.profile);
-        Ok(claims)
+        Ok(Some(info.other))
     }
 
-    fn identity(&self, claims: id_token::Claims) -> Identity {
+    fn identity(&self, claims: id_token::Claims, groups: Vec<String>) -> Identity {
         let p = claims.profile;
         let verified = p.email_verified.as_ref().is_some_and(|f| f.is_true());
         Identity {
@@ -482,6 +552,7 @@ impl OidcProvider {
             name: clean_text(p.name.as_deref()),
             login: clean_text(p.preferred_username.as_deref()),
             picture: clean_whole(p.picture.as_deref(), MAX_URL_LEN),
+            groups,
         }
     }
 }
@@ -541,6 +612,11 @@ impl Provider for OidcProvider {
         if d.pkce {
             let verifier = PkceCodeVerifier::new(login.pkce_verifier.clone());
             req = req.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(&verifier));
+        }
+        // Google pre-selects an account of the one Workspace domain (a
+        // hint only: the ID token's `hd` is what is checked).
+        if let [domain] = self.hosted_domains.as_slice() {
+            req = req.add_extra_param("hd", domain.clone());
         }
         let (url, _) = req.url();
         Ok(url)
@@ -608,10 +684,23 @@ impl Provider for OidcProvider {
                 })
             }
         };
-        let claims = self
-            .complete_claims(&d, claims, token.access_token().secret())
+        let mut claims = claims;
+        self.check_hosted_domain(&claims)?;
+        let in_token = self.groups_in(&claims.other)?;
+        let userinfo = self
+            .complete_claims(
+                &d,
+                &mut claims,
+                token.access_token().secret(),
+                in_token.is_none(),
+            )
             .await?;
-        Ok(self.identity(claims))
+        let groups = match (in_token, userinfo) {
+            (Some(groups), _) => groups,
+            (None, Some(info)) => self.groups_in(&info)?.unwrap_or_default(),
+            (None, None) => Vec::new(),
+        };
+        Ok(self.identity(claims, groups))
     }
 }
 
@@ -629,6 +718,8 @@ mod tests {
             client_id: "cid".into(),
             client_secret: ClientSecret::new("s".into()),
             scopes: vec!["email".into(), "openid".into()],
+            groups_claim: None,
+            hosted_domains: Vec::new(),
         };
         OidcProvider::new(
             &p,

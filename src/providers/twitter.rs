@@ -358,6 +358,7 @@ impl TwitterProvider {
             name: clean_text(name.as_deref()),
             login: clean_text(login.as_deref()),
             picture: clean_whole(picture.as_deref(), MAX_URL_LEN),
+            groups: Vec::new(),
         })
     }
 }

@@ -5,16 +5,23 @@
 //!
 //! Data flows one way: bytes -> canonical view (`request.rs`) -> verdict.
 //! A verdict never looks back at the raw target.
+//!
+//! Who may see what (`[[routes]]`, then `[access]`) is `auth::policy`;
+//! this file feeds it the canonical path, the method and the `Host` — or,
+//! for the forward-auth check, what a trusted front proxy says about the
+//! original request.
+
+use std::net::IpAddr;
 
 use http::header::ACCEPT;
-use http::Method;
+use http::{HeaderMap, Method};
 use pingora::http::RequestHeader;
 use pingora::Result;
 
 use super::request::{self, Refusal, Target};
 use super::App;
 use crate::auth::flow::{self, RequestKind, Route};
-use crate::auth::policy;
+use crate::auth::policy::{self, Judgement, RequestFacts, Rule};
 use crate::identity::Identity;
 use crate::session::Unavailable;
 
@@ -31,12 +38,104 @@ pub enum Verdict {
     /// identity; the session ends at the given unix second.
     Forward(Identity, u64),
     /// A valid session the rules do not allow: the 403 page.
-    Forbidden(Identity),
+    Forbidden(Identity, Denial),
     /// No valid session: 401 JSON for an API request, else a redirect to
     /// the sign-in page.
     SignIn { api: bool },
     /// The session store (Redis) cannot answer: 503, never a pass.
     StoreUnavailable { api: bool },
+}
+
+/// Why a signed-in identity may not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// None of the rule's allow-lists names it.
+    Lists,
+    /// The matched route takes sessions from these providers only: the
+    /// 403 page offers to sign in with them.
+    Providers(Vec<String>),
+}
+
+impl Denial {
+    fn of(rule: &Rule<'_>, judgement: Judgement) -> Option<Denial> {
+        match judgement {
+            Judgement::Allowed => None,
+            Judgement::NotAllowed => Some(Denial::Lists),
+            Judgement::WrongProvider => Some(Denial::Providers(
+                rule.providers.map(<[String]>::to_vec).unwrap_or_default(),
+            )),
+        }
+    }
+}
+
+/// What the forward-auth check (`/oauth2/auth`) answers.
+#[derive(Debug)]
+pub enum AuthVerdict {
+    /// The original request a trusted proxy describes cannot be judged
+    /// (its target is refused, or the headers disagree): 400, never a pass.
+    Refuse(Refusal),
+    /// `skip_auth` or a `public = true` route: 202 without identity.
+    Public,
+    /// 202 with the identity headers.
+    Allow(Identity),
+    /// 403.
+    Forbidden(Identity),
+    /// 401.
+    SignIn,
+    /// The session store (Redis) cannot answer: 503, never a pass.
+    StoreUnavailable,
+}
+
+/// The original request as a trusted front proxy describes it.
+struct Forwarded<'a> {
+    method: Method,
+    uri: &'a [u8],
+    host: Option<&'a [u8]>,
+}
+
+/// The one value of header `name`, if any. Two or more values (or a list)
+/// make the request ambiguous: refused.
+fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> std::result::Result<Option<&'a [u8]>, Refusal> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next().map(|v| v.as_bytes().trim_ascii());
+    if all.next().is_some() {
+        return Err(Refusal::TargetForm);
+    }
+    Ok(first)
+}
+
+/// `X-Forwarded-Uri` (or `X-Original-URI`: both, when both are sent, must
+/// agree), `X-Forwarded-Method` (default: this request's) and
+/// `X-Forwarded-Host` (default: this request's `Host`). `None` without a
+/// forwarded URI.
+fn forwarded(req: &RequestHeader) -> std::result::Result<Option<Forwarded<'_>>, Refusal> {
+    let h = &req.headers;
+    let uri = match (single(h, "x-forwarded-uri")?, single(h, "x-original-uri")?) {
+        (Some(a), Some(b)) if a != b => return Err(Refusal::TargetForm),
+        (Some(uri), _) | (None, Some(uri)) => uri,
+        (None, None) => return Ok(None),
+    };
+    let method = match single(h, "x-forwarded-method")? {
+        Some(m) => Method::from_bytes(m).map_err(|_| Refusal::TargetForm)?,
+        None => req.method.clone(),
+    };
+    let host = match single(h, "x-forwarded-host")? {
+        Some(host) if host.contains(&b',') || host.is_empty() => return Err(Refusal::TargetForm),
+        Some(host) => Some(host),
+        None => h.get(http::header::HOST).map(|v| v.as_bytes()),
+    };
+    Ok(Some(Forwarded { method, uri, host }))
+}
+
+/// The `Host` of a request (HTTP/2: its `:authority`).
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    match req.headers.get(http::header::HOST) {
+        Some(h) => h.to_str().ok(),
+        None => req.uri.authority().map(|a| a.as_str()),
+    }
 }
 
 /// A [`Verdict`] and what the proxy must change before carrying it out.
@@ -78,7 +177,7 @@ impl App {
         let path = target.decoded();
         let verdict = if path.starts_with("/oauth2") && flow::route(path) != Route::Upstream {
             Verdict::Own(path.to_owned())
-        } else if self.is_public(req, path) {
+        } else if self.is_public(&req.method, &req.headers, path) {
             Verdict::Public
         } else {
             let api = || {
@@ -90,19 +189,150 @@ impl App {
                 };
                 flow::is_api_request(&self.settings.access, &kind)
             };
-            match self.read_session_until(req).await {
-                Err(Unavailable) => Verdict::StoreUnavailable { api: api() },
-                Ok(Some((id, expires_at))) if policy::allowed(&self.settings.access, &id) => {
-                    Verdict::Forward(id, expires_at)
+            let facts = RequestFacts {
+                method: &req.method,
+                host: request_host(req),
+                path,
+            };
+            let rule = policy::rule_for(&self.settings.access, &self.settings.routes, &facts);
+            // A public route needs no session: none is opened.
+            if rule.public {
+                Verdict::Public
+            } else {
+                match self.read_session_until(req).await {
+                    Err(Unavailable) => Verdict::StoreUnavailable { api: api() },
+                    Ok(Some((id, expires_at))) => match Denial::of(&rule, rule.judge(&id)) {
+                        None => Verdict::Forward(id, expires_at),
+                        Some(denial) => Verdict::Forbidden(id, denial),
+                    },
+                    Ok(None) => Verdict::SignIn { api: api() },
                 }
-                Ok(Some((id, _))) => Verdict::Forbidden(id),
-                Ok(None) => Verdict::SignIn { api: api() },
             }
         };
         Decision {
             verdict,
             rewritten,
             upgrade,
+        }
+    }
+
+    /// `access.skip_auth` and the CORS-preflight switch, on the canonical
+    /// path (percent-decoded).
+    pub(super) fn is_public(&self, method: &Method, headers: &HeaderMap, path: &str) -> bool {
+        let access = &self.settings.access;
+        if access.skip_auth_preflight
+            && *method == Method::OPTIONS
+            && headers.contains_key(http::header::ORIGIN)
+            && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return true;
+        }
+        crate::auth::skip::is_skipped(&access.skip_auth, method, path)
+    }
+
+    /// Judges a forward-auth check. From a peer in
+    /// `server.trusted_proxies`, the original request it describes
+    /// ([`forwarded`]) is judged like a proxied one: its target made
+    /// canonical (a refused one is refused here too), then `skip_auth`,
+    /// routes, `[access]`. From anyone else those headers are ignored and
+    /// `[access]` alone decides.
+    pub async fn decide_auth(&self, req: &RequestHeader, peer: Option<IpAddr>) -> AuthVerdict {
+        let access = &self.settings.access;
+        let trusted = peer.is_some_and(|ip| {
+            self.settings
+                .server
+                .trusted_proxies
+                .iter()
+                .any(|c| c.contains(ip))
+        });
+        let original = if trusted {
+            match forwarded(req) {
+                Ok(f) => f,
+                Err(refusal) => return AuthVerdict::Refuse(refusal),
+            }
+        } else {
+            self.warn_untrusted_forwarding(req, peer);
+            None
+        };
+        let rule = match &original {
+            None => Rule::access(access),
+            Some(f) => {
+                let target = match request::canonicalize(&f.method, f.uri, f.host) {
+                    Ok(t) => t,
+                    Err(refusal) => return AuthVerdict::Refuse(refusal),
+                };
+                let path = target.decoded();
+                let host = f.host.and_then(|h| std::str::from_utf8(h).ok());
+                let facts = RequestFacts {
+                    method: &f.method,
+                    host,
+                    path,
+                };
+                let rule = policy::rule_for(access, &self.settings.routes, &facts);
+                if rule.public || self.is_public(&f.method, &req.headers, path) {
+                    return AuthVerdict::Public;
+                }
+                rule
+            }
+        };
+        match self.read_session(req).await {
+            Err(Unavailable) => AuthVerdict::StoreUnavailable,
+            Ok(Some(id)) => match rule.judge(&id) {
+                Judgement::Allowed => AuthVerdict::Allow(id),
+                Judgement::NotAllowed | Judgement::WrongProvider => AuthVerdict::Forbidden(id),
+            },
+            Ok(None) => AuthVerdict::SignIn,
+        }
+    }
+
+    /// A proxy that describes the original request from an address not in
+    /// `trusted_proxies`, while routes or `skip_auth` exist: most likely a
+    /// missing `trusted_proxies` entry, so the routes do not apply to its
+    /// checks. Said once per process.
+    fn warn_untrusted_forwarding(&self, req: &RequestHeader, peer: Option<IpAddr>) {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let access = &self.settings.access;
+        let has_rules = !self.settings.routes.is_empty() || !access.skip_auth.is_empty();
+        let describes = req.headers.contains_key("x-forwarded-uri")
+            || req.headers.contains_key("x-original-uri");
+        if has_rules && describes && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                peer = ?peer,
+                "forward-auth: X-Forwarded-Uri/X-Original-URI from an address not in server.trusted_proxies is ignored: [[routes]] and skip_auth do not apply to its checks, [access] decides (warned once)"
+            );
+        }
+    }
+
+    /// At the callback: may `id` see the page it signed in for? The return
+    /// path is judged like a `GET` of it on this request's host; a public
+    /// or unusable one by `[access]` (as before routes existed).
+    pub fn judge_sign_in(
+        &self,
+        req: &RequestHeader,
+        return_to: &str,
+        id: &Identity,
+    ) -> std::result::Result<(), Denial> {
+        let access = &self.settings.access;
+        let target = request::canonicalize(&Method::GET, return_to.as_bytes(), None);
+        let rule = match &target {
+            Ok(t) => {
+                let facts = RequestFacts {
+                    method: &Method::GET,
+                    host: request_host(req),
+                    path: t.decoded(),
+                };
+                let rule = policy::rule_for(access, &self.settings.routes, &facts);
+                if rule.public || self.is_public(&Method::GET, &HeaderMap::new(), t.decoded()) {
+                    Rule::access(access)
+                } else {
+                    rule
+                }
+            }
+            Err(_) => Rule::access(access),
+        };
+        match Denial::of(&rule, rule.judge(id)) {
+            None => Ok(()),
+            Some(denial) => Err(denial),
         }
     }
 }
@@ -177,10 +407,21 @@ mod tests {
     const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
     fn app() -> App {
+        app_with("")
+    }
+
+    /// The test app with `extra` appended to its config (more providers,
+    /// routes, `[server]` keys come first in `server_extra`).
+    fn app_with(extra: &str) -> App {
+        app_configured("", extra)
+    }
+
+    fn app_configured(server_extra: &str, extra: &str) -> App {
         let toml = format!(
             r#"[server]
 listen = "127.0.0.1:4180"
 public_url = "http://app.example"
+{server_extra}
 
 [upstream]
 url = "http://127.0.0.1:8080"
@@ -197,6 +438,7 @@ issuer = "http://127.0.0.1:9"
 allowed_email_domains = ["example.com"]
 skip_auth = ["^/public/", "GET ^/$"]
 api_paths = ["^/api/"]
+{extra}
 "#
         );
         let settings = crate::config::parse(&toml, &|_: &str| None).expect("config");
@@ -211,19 +453,23 @@ api_paths = ["^/api/"]
     }
 
     fn cookie(email: &str) -> String {
-        let key = SessionKey::from_base64(SECRET).unwrap();
-        let codec = SessionCodec::new(Sealer::new(&key, &[]));
-        let id = Identity {
+        cookie_for(&Identity {
             provider: "google".into(),
             subject: "7".into(),
             email: Some(email.into()),
             name: None,
             login: None,
             picture: None,
-        };
+            groups: Vec::new(),
+        })
+    }
+
+    fn cookie_for(id: &Identity) -> String {
+        let key = SessionKey::from_base64(SECRET).unwrap();
+        let codec = SessionCodec::new(Sealer::new(&key, &[]));
         format!(
             "_portcullis={}",
-            codec.seal_identity_at("_portcullis", &id, unix_now() + 600)
+            codec.seal_identity_at("_portcullis", id, unix_now() + 600)
         )
     }
 
@@ -243,7 +489,8 @@ api_paths = ["^/api/"]
             Verdict::Own(p) => format!("own {p}"),
             Verdict::Public => "public".into(),
             Verdict::Forward(id, _) => format!("forward {}", id.user()),
-            Verdict::Forbidden(_) => "forbidden".into(),
+            Verdict::Forbidden(_, Denial::Lists) => "forbidden".into(),
+            Verdict::Forbidden(_, Denial::Providers(p)) => format!("forbidden providers={p:?}"),
             Verdict::SignIn { api } => format!("sign_in api={api}"),
             Verdict::StoreUnavailable { api } => format!("unavailable api={api}"),
         }
@@ -363,5 +610,374 @@ api_paths = ["^/api/"]
         );
         remove_upgrade(&mut keep).unwrap();
         assert_eq!(keep.headers.get("connection").unwrap(), "close");
+    }
+
+    const ROUTES: &str = r#"
+[providers.acme]
+kind = "oidc"
+issuer = "http://127.0.0.1:9"
+client_id = "id"
+client_secret = "secret"
+groups_claim = "groups"
+
+[[routes]]
+path = "^/admin/"
+allowed_groups = ["admins"]
+
+[[routes]]
+path = "^/ops/"
+host = "ops.example"
+providers = ["acme"]
+
+[[routes]]
+path = "^/status$"
+methods = ["GET"]
+public = true
+"#;
+
+    fn acme_admin() -> Identity {
+        Identity {
+            provider: "acme".into(),
+            subject: "9".into(),
+            email: Some("root@elsewhere.example".into()),
+            name: None,
+            login: None,
+            picture: None,
+            groups: vec!["admins".into()],
+        }
+    }
+
+    /// Routes see the canonical path: encodings and merged slashes reach
+    /// the same route, dot segments are refused before any route runs.
+    #[tokio::test]
+    async fn routes_are_matched_on_the_canonical_path() {
+        let app = app_with(ROUTES);
+        let alice = cookie("alice@example.com");
+        let root = cookie_for(&acme_admin());
+        let html = ("accept", "text/html");
+        for (method, target, host, c, want) in [
+            ("GET", &b"/admin/x"[..], "app.example", &alice, "forbidden"),
+            ("GET", b"/%61dmin/x", "app.example", &alice, "forbidden"),
+            ("GET", b"//admin//x", "app.example", &alice, "forbidden"),
+            (
+                "GET",
+                b"/admin/%2e%2e/x",
+                "app.example",
+                &alice,
+                "refuse 400",
+            ),
+            ("GET", b"/x/../admin/x", "app.example", &alice, "refuse 400"),
+            ("GET", b"/admin;x=1/y", "app.example", &alice, "refuse 400"),
+            ("GET", b"/admin/x", "app.example", &root, "forward acme:9"),
+            ("GET", b"/%61dmin/x", "app.example", &root, "forward acme:9"),
+            ("GET", b"/other", "app.example", &root, "forbidden"),
+            ("GET", b"/other", "app.example", &alice, "forward google:7"),
+            (
+                "GET",
+                b"/ops/x",
+                "ops.example:8443",
+                &alice,
+                "forbidden providers=[\"acme\"]",
+            ),
+            (
+                "GET",
+                b"/%6Fps/x",
+                "OPS.example",
+                &alice,
+                "forbidden providers=[\"acme\"]",
+            ),
+            ("GET", b"/ops/x", "app.example", &alice, "forward google:7"),
+            (
+                "GET",
+                b"http://ops.example/ops/x",
+                "ops.example",
+                &alice,
+                "forbidden providers=[\"acme\"]",
+            ),
+            ("GET", b"/status", "app.example", &String::new(), "public"),
+            ("GET", b"/%73tatus", "app.example", &String::new(), "public"),
+            (
+                "POST",
+                b"/status",
+                "app.example",
+                &String::new(),
+                "sign_in api=false",
+            ),
+            (
+                "GET",
+                b"/status/",
+                "app.example",
+                &String::new(),
+                "sign_in api=false",
+            ),
+        ] {
+            let mut r = req(method, target, &[html]);
+            r.insert_header("host", host).unwrap();
+            if !c.is_empty() {
+                r.insert_header("cookie", c.as_str()).unwrap();
+            }
+            let d = app.decide(&r).await;
+            assert_eq!(
+                short(&d),
+                want,
+                "{method} {} {host}",
+                String::from_utf8_lossy(target)
+            );
+        }
+    }
+
+    fn auth_req(headers: &[(&str, &str)], cookie: Option<&str>) -> RequestHeader {
+        let mut r = req("GET", b"/oauth2/auth", headers);
+        if let Some(c) = cookie {
+            r.insert_header("cookie", c).unwrap();
+        }
+        r
+    }
+
+    fn auth_short(v: &AuthVerdict) -> String {
+        match v {
+            AuthVerdict::Refuse(r) => format!("refuse {}", r.status()),
+            AuthVerdict::Public => "202 public".into(),
+            AuthVerdict::Allow(id) => format!("202 {}", id.user()),
+            AuthVerdict::Forbidden(_) => "403".into(),
+            AuthVerdict::SignIn => "401".into(),
+            AuthVerdict::StoreUnavailable => "503".into(),
+        }
+    }
+
+    /// The forward-auth check judges the original request a trusted proxy
+    /// describes, with the same canonical path; from anyone else those
+    /// headers change nothing.
+    #[tokio::test]
+    async fn forward_auth_applies_routes_for_trusted_proxies_only() {
+        let app = app_configured("trusted_proxies = [\"10.0.0.0/8\"]", ROUTES);
+        let proxy: Option<IpAddr> = Some("10.1.2.3".parse().unwrap());
+        let stranger: Option<IpAddr> = Some("192.0.2.7".parse().unwrap());
+        let alice = cookie("alice@example.com");
+        let root = cookie_for(&acme_admin());
+        let a = Some(alice.as_str());
+        let r = Some(root.as_str());
+        type Row<'a> = (
+            Option<IpAddr>,
+            Vec<(&'a str, &'a str)>,
+            Option<&'a str>,
+            &'a str,
+        );
+        let rows: Vec<Row<'_>> = vec![
+            // Trusted: routes apply to the forwarded URI.
+            (proxy, vec![("x-forwarded-uri", "/admin/x")], a, "403"),
+            (proxy, vec![("x-original-uri", "/admin/x")], a, "403"),
+            (proxy, vec![("x-forwarded-uri", "/%61dmin/x")], a, "403"),
+            (
+                proxy,
+                vec![("x-forwarded-uri", "//admin/x?q=/public/")],
+                a,
+                "403",
+            ),
+            (
+                proxy,
+                vec![("x-forwarded-uri", "/admin/x")],
+                r,
+                "202 acme:9",
+            ),
+            (proxy, vec![("x-forwarded-uri", "/home")], a, "202 google:7"),
+            (proxy, vec![("x-forwarded-uri", "/home")], r, "403"),
+            (
+                proxy,
+                vec![
+                    ("x-forwarded-uri", "/ops/x"),
+                    ("x-forwarded-host", "ops.example"),
+                ],
+                a,
+                "403",
+            ),
+            (
+                proxy,
+                vec![
+                    ("x-forwarded-uri", "/ops/x"),
+                    ("x-forwarded-host", "app.example"),
+                ],
+                a,
+                "202 google:7",
+            ),
+            (
+                proxy,
+                vec![("x-forwarded-uri", "/status")],
+                None,
+                "202 public",
+            ),
+            (
+                proxy,
+                vec![
+                    ("x-forwarded-uri", "/status"),
+                    ("x-forwarded-method", "POST"),
+                ],
+                None,
+                "401",
+            ),
+            (
+                proxy,
+                vec![("x-forwarded-uri", "/public/logo.png")],
+                None,
+                "202 public",
+            ),
+            (proxy, vec![("x-forwarded-uri", "/admin/x")], None, "401"),
+            // Refused targets are refused, never passed.
+            (
+                proxy,
+                vec![("x-forwarded-uri", "/public/../admin/x")],
+                a,
+                "refuse 400",
+            ),
+            (
+                proxy,
+                vec![("x-forwarded-uri", "/public/%2e%2e/admin/x")],
+                None,
+                "refuse 400",
+            ),
+            (
+                proxy,
+                vec![("x-forwarded-uri", "/public/..;/admin")],
+                r,
+                "refuse 400",
+            ),
+            (proxy, vec![("x-forwarded-uri", "admin")], r, "refuse 400"),
+            (
+                proxy,
+                vec![("x-forwarded-uri", "http://evil.example/public/")],
+                None,
+                "refuse 400",
+            ),
+            // Ambiguous headers are refused.
+            (
+                proxy,
+                vec![
+                    ("x-forwarded-uri", "/public/"),
+                    ("x-original-uri", "/admin/x"),
+                ],
+                a,
+                "refuse 400",
+            ),
+            (
+                proxy,
+                vec![
+                    ("x-forwarded-uri", "/public/"),
+                    ("x-forwarded-uri", "/admin/x"),
+                ],
+                a,
+                "refuse 400",
+            ),
+            (
+                proxy,
+                vec![
+                    ("x-forwarded-uri", "/x"),
+                    ("x-forwarded-host", "a.example, ops.example"),
+                ],
+                a,
+                "refuse 400",
+            ),
+            (
+                proxy,
+                vec![("x-forwarded-uri", "/x"), ("x-forwarded-method", "G ET")],
+                a,
+                "refuse 400",
+            ),
+            (
+                proxy,
+                vec![("x-forwarded-uri", "/x"), ("x-original-uri", "/x")],
+                a,
+                "202 google:7",
+            ),
+            // No forwarded URI: [access].
+            (proxy, vec![], a, "202 google:7"),
+            (proxy, vec![], r, "403"),
+            // Untrusted: the headers are ignored, [access] decides.
+            (
+                stranger,
+                vec![("x-forwarded-uri", "/admin/x")],
+                a,
+                "202 google:7",
+            ),
+            (stranger, vec![("x-forwarded-uri", "/status")], None, "401"),
+            (
+                stranger,
+                vec![("x-forwarded-uri", "/public/x")],
+                None,
+                "401",
+            ),
+            (stranger, vec![("x-forwarded-uri", "/home")], r, "403"),
+            (
+                stranger,
+                vec![("x-forwarded-uri", "/public/../x")],
+                a,
+                "202 google:7",
+            ),
+            (
+                None,
+                vec![("x-forwarded-uri", "/admin/x")],
+                a,
+                "202 google:7",
+            ),
+        ];
+        for (peer, headers, c, want) in rows {
+            let v = app.decide_auth(&auth_req(&headers, c), peer).await;
+            assert_eq!(auth_short(&v), want, "{peer:?} {headers:?} {c:?}");
+        }
+        // Without trusted_proxies nobody is trusted.
+        let app = app_with(ROUTES);
+        let v = app
+            .decide_auth(&auth_req(&[("x-forwarded-uri", "/admin/x")], a), proxy)
+            .await;
+        assert_eq!(auth_short(&v), "202 google:7");
+        let v = app
+            .decide_auth(
+                &auth_req(&[("x-forwarded-uri", "/admin/x")], a),
+                Some("127.0.0.1".parse().unwrap()),
+            )
+            .await;
+        assert_eq!(auth_short(&v), "202 google:7");
+    }
+
+    /// At the callback the return path is judged like a GET of it; a
+    /// public one by [access].
+    #[test]
+    fn sign_in_is_judged_for_the_return_path() {
+        let app = app_with(ROUTES);
+        let r = req("GET", b"/oauth2/callback/google", &[]);
+        let alice = Identity {
+            provider: "google".into(),
+            subject: "7".into(),
+            email: Some("alice@example.com".into()),
+            name: None,
+            login: None,
+            picture: None,
+            groups: Vec::new(),
+        };
+        assert_eq!(app.judge_sign_in(&r, "/", &alice), Ok(()));
+        assert_eq!(
+            app.judge_sign_in(&r, "/admin/x", &alice),
+            Err(Denial::Lists)
+        );
+        assert_eq!(
+            app.judge_sign_in(&r, "/%61dmin/x?a=1", &alice),
+            Err(Denial::Lists)
+        );
+        assert_eq!(app.judge_sign_in(&r, "/admin/x", &acme_admin()), Ok(()));
+        assert_eq!(
+            app.judge_sign_in(&r, "/", &acme_admin()),
+            Err(Denial::Lists)
+        );
+        // Public paths: [access] decides whether a session is made.
+        assert_eq!(
+            app.judge_sign_in(&r, "/status", &acme_admin()),
+            Err(Denial::Lists)
+        );
+        assert_eq!(app.judge_sign_in(&r, "/public/x", &alice), Ok(()));
+        let mut ops = req("GET", b"/oauth2/callback/google", &[]);
+        ops.insert_header("host", "ops.example").unwrap();
+        assert_eq!(
+            app.judge_sign_in(&ops, "/ops/x", &alice),
+            Err(Denial::Providers(vec!["acme".into()]))
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! `-`), then add the signed-in identity.
 
 use http::{HeaderName, HeaderValue};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use pingora::http::RequestHeader;
 
 use crate::config::HeaderNames;
@@ -150,6 +151,11 @@ impl IdentityHeaders {
                 f(name, value(v))?;
             }
         }
+        if let Some(groups) = groups_value(&id.groups) {
+            let groups = HeaderValue::from_maybe_shared(bytes::Bytes::from(groups))
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+            f(&n.groups, groups)?;
+        }
         Ok(())
     }
 
@@ -160,13 +166,37 @@ impl IdentityHeaders {
 
     /// The identity as response headers (forward-auth `/oauth2/auth`).
     pub fn pairs(&self, id: &Identity) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = Vec::with_capacity(6);
+        let mut out = Vec::with_capacity(7);
         let _ = self.each(id, |name, v| {
             out.push((name.clone(), v));
             Ok::<(), std::convert::Infallible>(())
         });
         out
     }
+}
+
+/// Everything but RFC 3986's unreserved characters is percent-encoded in
+/// a group: `,` separates groups, and no byte of a value can end a header.
+const GROUP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The `X-User-Groups` value: each group percent-encoded (UTF-8, RFC 3986
+/// unreserved characters kept), joined with `,`. `None` without groups.
+pub fn groups_value(groups: &[String]) -> Option<String> {
+    if groups.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(groups.iter().map(|g| g.len() + 1).sum());
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.extend(utf8_percent_encode(g, GROUP));
+    }
+    Some(out)
 }
 
 /// Identity values are sanitised when the session is made; anything that
@@ -187,6 +217,7 @@ mod tests {
             name: HeaderName::from_static("x-user-name"),
             login: HeaderName::from_static("x-user-login"),
             picture: HeaderName::from_static("x-user-picture"),
+            groups: HeaderName::from_static("x-user-groups"),
         })
     }
 
@@ -200,6 +231,8 @@ mod tests {
             "X_USER_EMAIL",
             "x-User-pIcture",
             "X-User_Login",
+            "x_user_groups",
+            "X-USER-GROUPS",
         ] {
             assert!(h.is_forged(name), "{name}");
         }
@@ -233,6 +266,7 @@ mod tests {
             name: Some("Alice".into()),
             login: Some(String::new()),
             picture: None,
+            groups: Vec::new(),
         };
         h.inject(&mut req, &id).unwrap();
         assert_eq!(req.headers.get("x-user").unwrap(), "google:1");
@@ -243,6 +277,63 @@ mod tests {
             "empty values are absent"
         );
         assert_eq!(req.headers.get_all("x-user").iter().count(), 1);
+        assert!(
+            req.headers.get("x-user-groups").is_none(),
+            "no groups: absent"
+        );
+    }
+
+    #[test]
+    fn groups_are_percent_encoded_and_comma_separated() {
+        assert_eq!(groups_value(&[]), None);
+        let groups: Vec<String> = [
+            "admins",
+            "a,b",
+            "Zürich team",
+            "/org/unit~x_y.z-1",
+            "100%",
+            "evil\r\nX-User: root",
+            "",
+        ]
+        .iter()
+        .map(|g| g.to_string())
+        .collect();
+        let v = groups_value(&groups).unwrap();
+        assert_eq!(
+            v,
+            "admins,a%2Cb,Z%C3%BCrich%20team,%2Forg%2Funit~x_y.z-1,100%25,evil%0D%0AX-User%3A%20root,"
+        );
+        // Splitting on ',' and decoding gives the groups back.
+        let back: Vec<String> = v
+            .split(',')
+            .map(|g| {
+                percent_encoding::percent_decode_str(g)
+                    .decode_utf8()
+                    .unwrap()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(back, groups);
+        let h = headers();
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("X-User-Groups", "forged").unwrap();
+        h.strip(&mut req, true);
+        assert!(req.headers.get("x-user-groups").is_none());
+        let id = Identity {
+            provider: "acme".into(),
+            subject: "1".into(),
+            email: None,
+            name: None,
+            login: None,
+            picture: None,
+            groups: vec!["a b".into(), "c".into()],
+        };
+        h.inject(&mut req, &id).unwrap();
+        assert_eq!(req.headers.get("x-user-groups").unwrap(), "a%20b,c");
+        let pairs = h.pairs(&id);
+        assert!(pairs
+            .iter()
+            .any(|(n, v)| n == "x-user-groups" && v == "a%20b,c"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! decisions in `auth`, the sessions in `session` and the providers.
 
 pub mod decide;
+pub mod explain;
 pub mod headers;
 pub mod request;
 mod respond;
@@ -24,7 +25,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::access_log;
 use crate::auth::flow::{self, Route};
-use crate::auth::{policy, redirect::safe_return_path};
+use crate::auth::redirect::safe_return_path;
 use crate::config::{self, Settings};
 use crate::identity::Identity;
 use crate::pages::{self, ProviderButton};
@@ -32,7 +33,7 @@ use crate::providers::{CallbackParams, Providers};
 use crate::session::cookie::{self, CookieAttrs};
 use crate::session::login_state::{self, LoginState, LOGIN_COOKIE_PATH, LOGIN_STATE_TTL};
 use crate::session::{SessionCodec, SessionStore, Unavailable};
-use decide::{UpgradeKind, Verdict};
+use decide::{AuthVerdict, Denial, UpgradeKind, Verdict};
 use headers::IdentityHeaders;
 use request::Refusal;
 use respond::Reply;
@@ -208,22 +209,6 @@ impl App {
 
     fn cookie_name(&self) -> &str {
         &self.settings.session.cookie_name
-    }
-
-    /// `access.skip_auth` and the CORS-preflight switch, on the canonical
-    /// path (percent-decoded).
-    fn is_public(&self, req: &RequestHeader, path: &str) -> bool {
-        let access = &self.settings.access;
-        if access.skip_auth_preflight
-            && req.method == Method::OPTIONS
-            && req.headers.contains_key(http::header::ORIGIN)
-            && req
-                .headers
-                .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-        {
-            return true;
-        }
-        crate::auth::skip::is_skipped(&access.skip_auth, &req.method, path)
     }
 
     /// The session in the request's cookies, if any is valid. The hot path:
@@ -405,10 +390,10 @@ impl ProxyHttp for Portcullis {
                 }
                 Ok(false)
             }
-            Verdict::Forbidden(id) => {
+            Verdict::Forbidden(id, denial) => {
                 ctx.outcome = "forbidden";
                 let rd = judged_target(session.req_header(), ctx).into_owned();
-                forbidden(&id, &rd).send(session).await?;
+                forbidden(app, &id, &rd, &denial).send(session).await?;
                 Ok(true)
             }
             Verdict::SignIn { api } => {
@@ -669,6 +654,7 @@ impl Portcullis {
                         "name": id.name,
                         "login": id.login,
                         "picture": id.picture,
+                        "groups": id.groups,
                     });
                     ctx.identity = Some(id);
                     Reply::json(200, body.to_string())
@@ -678,12 +664,21 @@ impl Portcullis {
                     unauthenticated_json()
                 }
             },
-            Route::Auth => match app.read_session(session.req_header()).await {
-                Err(Unavailable) => {
+            Route::Auth => match app
+                .decide_auth(
+                    session.req_header(),
+                    session
+                        .client_addr()
+                        .and_then(|a| a.as_inet())
+                        .map(|a| a.ip()),
+                )
+                .await
+            {
+                AuthVerdict::StoreUnavailable => {
                     ctx.outcome = "session_store_unavailable";
                     store_unavailable(true, flow::SIGN_IN)
                 }
-                Ok(Some(id)) if policy::allowed(&app.settings.access, &id) => {
+                AuthVerdict::Allow(id) => {
                     ctx.outcome = "auth_ok";
                     let mut reply = Reply::empty(202);
                     for (name, value) in app.identity_headers.pairs(&id) {
@@ -692,15 +687,28 @@ impl Portcullis {
                     ctx.identity = Some(id);
                     reply
                 }
-                Ok(Some(_)) => {
+                AuthVerdict::Public => {
+                    ctx.outcome = "public";
+                    Reply::empty(202)
+                }
+                AuthVerdict::Refuse(refusal) => {
+                    ctx.outcome = "bad_request";
+                    let body = serde_json::json!({
+                        "error": "bad_request",
+                        "reason": refusal.as_str(),
+                    });
+                    Reply::json(400, body.to_string())
+                }
+                AuthVerdict::Forbidden(id) => {
                     ctx.outcome = "auth_forbidden";
+                    ctx.identity = Some(id);
                     Reply::json(403, r#"{"error":"forbidden"}"#.to_owned())
                 }
-                Ok(None) => {
+                AuthVerdict::SignIn => {
                     ctx.outcome = "auth_unauthenticated";
-                    // The original URI (set by the front proxy) is used for
-                    // one thing only: the return path offered for signing
-                    // in. It never takes part in a decision.
+                    // The original URI (set by the front proxy) is the
+                    // return path offered for signing in; from a trusted
+                    // proxy it was also judged (decide_auth).
                     let req = session.req_header();
                     let original = ["x-forwarded-uri", "x-original-uri"]
                         .iter()
@@ -783,10 +791,11 @@ impl Portcullis {
                 .cookie(clear_login)
             }
             Ok(identity) => {
-                if !policy::allowed(&app.settings.access, &identity) {
+                let target = safe_return_path(&login.return_to).into_owned();
+                if let Err(denial) = app.judge_sign_in(session.req_header(), &target, &identity) {
                     ctx.outcome = "forbidden";
                     tracing::info!(provider = id, user = %identity.user(), "signed in but not allowed");
-                    return forbidden(&identity, &login.return_to).cookie(clear_login);
+                    return forbidden(app, &identity, &target, &denial).cookie(clear_login);
                 }
                 let Ok(cookies) = app.session_cookies(session.req_header(), &identity).await else {
                     ctx.outcome = "session_store_unavailable";
@@ -796,9 +805,30 @@ impl Portcullis {
                     );
                     return store_unavailable(false, &retry).cookie(clear_login);
                 };
+                if cookies.is_empty() {
+                    // The provider sent more than a cookie holds (the log line says so).
+                    ctx.outcome = "provider_error";
+                    tracing::warn!(
+                        provider = id,
+                        user = %identity.user(),
+                        groups = identity.groups.len(),
+                        "signed in, but the session does not fit in the session cookies (at most {} parts of {} bytes); send fewer groups",
+                        cookie::MAX_PARTS,
+                        cookie::MAX_PART_LEN
+                    );
+                    return Reply::html(
+                        500,
+                        pages::error_page(
+                            500,
+                            "Sign-in could not be completed",
+                            "Your account carries more information (groups or roles) than a sign-in cookie can hold. Ask the site's administrator to send only the groups this application needs.",
+                            flow::SIGN_IN,
+                        ),
+                    )
+                    .cookie(clear_login);
+                }
                 ctx.outcome = "signed_in";
-                tracing::info!(provider = id, user = %identity.user(), "signed in");
-                let target = safe_return_path(&login.return_to).into_owned();
+                tracing::info!(provider = id, user = %identity.user(), groups = identity.groups.len(), "signed in");
                 let mut reply = Reply::redirect(target).cookie(clear_login);
                 for c in cookies {
                     reply = reply.cookie(c);
@@ -888,10 +918,27 @@ fn display_who(id: &Identity) -> String {
         .unwrap_or_else(|| id.user())
 }
 
-fn forbidden(id: &Identity, rd: &str) -> Reply {
+/// The 403 page. When a route takes other providers' sessions only, it
+/// offers to sign in with those.
+fn forbidden(app: &App, id: &Identity, rd: &str, denial: &Denial) -> Reply {
     let who = display_who(id);
     let action = flow::with_rd("/oauth2/sign_out", &flow::with_rd(flow::SIGN_IN, rd));
-    Reply::html(403, pages::forbidden_page(&who, &action))
+    let offer: Vec<ProviderButton<'_>> = match denial {
+        Denial::Lists => Vec::new(),
+        Denial::Providers(ids) => ids
+            .iter()
+            .filter_map(|p| app.providers.get(p))
+            .map(|p| ProviderButton {
+                id: p.id(),
+                display_name: p.display_name(),
+                logo: p.logo(),
+            })
+            .collect(),
+    };
+    Reply::html(
+        403,
+        pages::forbidden_page_offering(&who, &action, &offer, &safe_return_path(rd)),
+    )
 }
 
 /// The client closed or broke its connection: nobody is left to answer.

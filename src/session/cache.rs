@@ -179,6 +179,7 @@ mod tests {
             name: None,
             login: None,
             picture: None,
+            groups: Vec::new(),
         }
     }
 

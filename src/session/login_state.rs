@@ -297,6 +297,7 @@ mod tests {
             name: None,
             login: None,
             picture: None,
+            groups: Vec::new(),
         };
         let mut bytes = Vec::new();
         identity.encode(&mut bytes);

@@ -162,6 +162,7 @@ mod tests {
             name: Some("Alice".into()),
             login: None,
             picture: Some("https://example.com/a.png".into()),
+            groups: Vec::new(),
         }
     }
 

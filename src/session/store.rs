@@ -199,6 +199,7 @@ mod tests {
             name: None,
             login: None,
             picture: None,
+            groups: Vec::new(),
         }
     }
 

@@ -172,3 +172,111 @@ fn bad_config_lists_every_problem_with_its_key() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/portcullis.toml"));
 }
+
+/// `check --explain` prints the rule table; with a user and a request it says which rule
+/// applies and why, with the gate's own verdict. Secrets never appear.
+#[test]
+fn check_explain_prints_the_rules_and_judges_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[server]
+public_url = "https://app.example.com"
+[upstream]
+url = "http://127.0.0.1:8080"
+[session]
+secret = "{SECRET}"
+[providers.google]
+client_id = "id"
+client_secret = "google-secret-value"
+[providers.acme]
+kind = "oidc"
+issuer = "https://sso.acme.example"
+client_id = "id"
+client_secret = "acme-secret-value"
+groups_claim = "groups"
+[access]
+allowed_email_domains = ["example.com"]
+[[routes]]
+path = "^/admin/"
+allowed_groups = ["admins"]
+[[routes]]
+path = "^/status$"
+public = true
+"#
+        ),
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let out = run(&["check", "--config", config, "--explain"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    for text in [
+        "routes[0]",
+        "path ^/admin/, any host, any method",
+        "groups admins",
+        "routes[1]",
+        "[access]",
+        "emails at example.com",
+    ] {
+        assert!(table.contains(text), "{text:?} missing:\n{table}");
+    }
+
+    let ask = |user: &str, email: &str, groups: &str, method: &str, target: &str| {
+        let out = run(
+            &[
+                "check",
+                "--config",
+                config,
+                "--explain",
+                "--user",
+                user,
+                "--email",
+                email,
+                "--groups",
+                groups,
+                method,
+                target,
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let yes = ask(
+        "acme:1",
+        "root@ops.example",
+        "staff,admins",
+        "GET",
+        "/%61dmin/x",
+    );
+    assert!(yes.contains("judged:   /admin/x"), "{yes}");
+    assert!(yes.contains("routes[0]"), "{yes}");
+    assert!(yes.contains("allowed_groups has \"admins\""), "{yes}");
+    assert!(yes.contains("verdict:  allowed"), "{yes}");
+    let no = ask("google:2", "a@example.com", "staff", "GET", "/admin/x");
+    assert!(no.contains("verdict:  403"), "{no}");
+    let fallback = ask("google:2", "a@example.com", "", "POST", "/reports");
+    assert!(
+        fallback.contains("[access]: no route applies"),
+        "{fallback}"
+    );
+    assert!(
+        fallback.contains("allowed_email_domains has \"example.com\""),
+        "{fallback}"
+    );
+    let refused = ask("google:2", "a@example.com", "", "GET", "/admin/%2e%2e/x");
+    assert!(refused.contains("400 refused"), "{refused}");
+    for text in [&table.to_string(), &yes, &no] {
+        assert!(
+            !text.contains("secret-value") && !text.contains(SECRET),
+            "{text}"
+        );
+    }
+
+    // Request options without --explain are refused by the argument parser.
+    let out = run(&["check", "--config", config, "--user", "google:1"], &[]);
+    assert!(!out.status.success());
+}

@@ -43,6 +43,11 @@ impl Front {
     }
 
     async fn start_with(extra: &str, secret: &str, user: TestUser) -> Front {
+        Self::start_full("", extra, secret, user).await
+    }
+
+    /// As [`Front::start`], with `server_extra` added to Portcullis's `[server]` table.
+    async fn start_full(server_extra: &str, extra: &str, secret: &str, user: TestUser) -> Front {
         let google = mock_google::start(CLIENT_ID, CLIENT_SECRET).await;
         google.set_auto_approve(Some(user));
         let app = upstream::start().await;
@@ -58,7 +63,10 @@ impl Front {
                 let config = harness::google_config(p, &unused.base_url, &google, secret, extra);
                 let own = format!("public_url = \"http://127.0.0.1:{p}\"");
                 assert!(config.contains(&own), "unexpected config:\n{config}");
-                config.replace(&own, &format!("public_url = \"{public_url}\""))
+                config.replace(
+                    &own,
+                    &format!("public_url = \"{public_url}\"\n{server_extra}"),
+                )
             })
             .await;
             if portcullis.port == port {
@@ -770,6 +778,243 @@ async fn a_user_who_is_not_allowed_gets_403_and_the_app_sees_nothing() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// (f) routes, judged on the original request nginx describes
+
+/// Routes for the forward-auth tests: an admin area for someone else, POST-only rules on
+/// reports, a public status page; `skip_auth` for /public/.
+const ROUTES: &str = r#"
+[access]
+skip_auth = ["^/public/"]
+
+[[routes]]
+path = "^/admin/"
+allowed_emails = ["root@example.com"]
+
+[[routes]]
+path = "^/reports/"
+methods = ["POST"]
+allowed_emails = ["root@example.com"]
+
+[[routes]]
+path = "^/status$"
+public = true
+"#;
+
+/// nginx (at 127.0.0.1) is Portcullis's trusted proxy.
+const TRUST_NGINX: &str = "trusted_proxies = [\"127.0.0.1/32\"]";
+
+/// With nginx in `trusted_proxies`, the check judges the request nginx serves: its path (made
+/// canonical, refused when the canonicaliser refuses it), its method and host, against
+/// `[[routes]]` and `skip_auth`. What a client sends in those headers changes nothing.
+#[tokio::test]
+async fn routes_apply_to_the_request_nginx_serves() {
+    nginx::require!();
+    let f = Front::start_full(
+        TRUST_NGINX,
+        ROUTES,
+        &harness::session_secret(),
+        TestUser::alice(),
+    )
+    .await;
+    let (mut b, echo) = f.signed_in("/").await;
+    assert_eq!(upstream_header(&echo, "x-user").as_deref(), Some(ALICE));
+    let hits = f.app.hits();
+
+    // Alice may not see the admin area, whatever its spelling; the 403 page is Portcullis's.
+    for path in [
+        "/admin/x",
+        "/%61dmin/x",
+        "//admin//x",
+        "/admin/x?next=/public/",
+    ] {
+        let resp = b.get(&f.url(path)).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            f.nginx.logs()
+        );
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("alice@example.com"), "{path}: {html}");
+    }
+    // Reports: GET for every signed-in user, POST for root only.
+    let resp = b.get(&f.url("/reports/q1")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = b
+        .send(b.request(Method::POST, &f.url("/reports/q1")).body("x"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(f.app.hits(), hits + 1, "only the GET reached the app");
+
+    // A forwarded target the canonicaliser refuses is refused (400), never passed: nginx
+    // fails closed with 500, although Alice's session alone would pass [access].
+    for path in [
+        "/x/%2e%2e/admin/x",
+        "/x/..;/admin/x",
+        "/public/%2E%2E/admin/x",
+    ] {
+        let resp = b.get(&f.url(path)).await;
+        assert!(
+            !resp.status().is_success(),
+            "{path}: {} reached the app",
+            resp.status()
+        );
+    }
+    assert_eq!(f.app.hits(), hits + 1, "a refused target reached the app");
+    f.portcullis().wait_for_log("bad_request").await;
+
+    // Without a session: public routes and skip_auth pass without identity...
+    for path in ["/status", "/public/logo.png"] {
+        let resp = harness::client()
+            .get(f.url(path))
+            .header("x-user", "google:forged")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let echo = json(resp).await;
+        assert!(identity_headers(&echo).is_empty(), "{path}: {echo}");
+    }
+    // ...and nothing else does, whatever the client claims the request is: nginx sets the
+    // forwarded headers itself.
+    for (path, header, value) in [
+        ("/admin/x", "x-forwarded-uri", "/status"),
+        ("/admin/x", "x-original-uri", "/public/x"),
+        ("/status/x", "x-forwarded-uri", "/status"),
+    ] {
+        let resp = harness::client()
+            .get(f.url(path))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND, "{path} with {header}");
+        assert!(location(&resp).starts_with("/oauth2/sign_in?rd="));
+    }
+    let resp = b
+        .send(
+            b.request(Method::POST, &f.url("/reports/q2"))
+                .header("x-forwarded-method", "GET")
+                .body("x"),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "a forged method");
+    assert_eq!(f.app.hits(), hits + 3);
+    f.assert_portcullis_proxied_nothing();
+}
+
+/// The forwarded headers are believed from `trusted_proxies` only: sent straight to
+/// Portcullis from another address, they are ignored and `[access]` decides (a 401 where the
+/// route would have said public, a 202 where it would have said 403).
+#[tokio::test]
+async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
+    nginx::require!();
+    let f = Front::start_full(
+        TRUST_NGINX,
+        ROUTES,
+        &harness::session_secret(),
+        TestUser::alice(),
+    )
+    .await;
+    let (b, _) = f.signed_in("/").await;
+    let cookies = f.cookies(&b);
+    let auth = f.portcullis().url("/oauth2/auth");
+    // 127.0.0.2 is a loopback address too, but not in trusted_proxies.
+    let stranger = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let trusted = harness::client();
+    let check = |client: &reqwest::Client, uri: &str, cookie: Option<&str>| {
+        let mut req = client.get(&auth).header("x-forwarded-uri", uri);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send()
+    };
+    for (uri, cookie, from_stranger, from_nginx) in [
+        ("/status", None, 401, 202),
+        ("/public/x", None, 401, 202),
+        ("/admin/x", Some(cookies.as_str()), 202, 403),
+        ("/x/%2e%2e/admin/x", Some(cookies.as_str()), 202, 400),
+        ("/x", Some(cookies.as_str()), 202, 202),
+    ] {
+        let resp = check(&stranger, uri, cookie).await.unwrap();
+        assert_eq!(resp.status().as_u16(), from_stranger, "stranger: {uri}");
+        let resp = check(&trusted, uri, cookie).await.unwrap();
+        assert_eq!(resp.status().as_u16(), from_nginx, "127.0.0.1: {uri}");
+        if from_nginx == 202 && cookie.is_none() {
+            assert!(
+                resp.headers().get("x-user").is_none(),
+                "public: no identity"
+            );
+        }
+    }
+    // The operator learns why (once): the headers came from an address not trusted.
+    let logs = f
+        .portcullis()
+        .wait_for_log("not in server.trusted_proxies is ignored")
+        .await;
+    assert_eq!(
+        logs.matches("not in server.trusted_proxies").count(),
+        1,
+        "{logs}"
+    );
+}
+
+/// The groups of a session reach the app through nginx as `X-User-Groups` (the example
+/// copies the header from the check's answer); a client's own copy never does.
+#[tokio::test]
+async fn groups_reach_the_app_through_nginx() {
+    use portcullis::identity::Identity;
+    use portcullis::session::{unix_now, Sealer, SessionCodec, SessionKey};
+    nginx::require!();
+    let secret = harness::session_secret();
+    let f = Front::start_full(TRUST_NGINX, ROUTES, &secret, TestUser::alice()).await;
+    let codec = SessionCodec::new(Sealer::new(&SessionKey::from_base64(&secret).unwrap(), &[]));
+    let mut id = Identity {
+        provider: "google".into(),
+        subject: "110169484474386276334".into(),
+        email: Some("alice@example.com".into()),
+        name: None,
+        login: None,
+        picture: None,
+        groups: vec!["admins".into(), "R&D, Zürich".into()],
+    };
+    let cookie = |id: &Identity| {
+        format!(
+            "_portcullis={}",
+            codec.seal_identity_at("_portcullis", id, unix_now() + 600)
+        )
+    };
+    let resp = harness::client()
+        .get(f.url("/x"))
+        .header("cookie", cookie(&id))
+        .header("x-user-groups", "forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", f.nginx.logs());
+    let echo = json(resp).await;
+    assert_eq!(
+        upstream_header(&echo, "x-user-groups").as_deref(),
+        Some("admins,R%26D%2C%20Z%C3%BCrich")
+    );
+    id.groups.clear();
+    let resp = harness::client()
+        .get(f.url("/x"))
+        .header("cookie", cookie(&id))
+        .header("x-user-groups", "forged")
+        .send()
+        .await
+        .unwrap();
+    let echo = json(resp).await;
+    assert_eq!(upstream_header(&echo, "x-user-groups"), None, "{echo}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Portcullis down
 
 /// When the check cannot be made, nginx fails closed: 500, and the app sees nothing.
@@ -827,6 +1072,10 @@ fn the_example_keeps_the_lines_the_tests_replace() {
         "proxy_set_header X-User          $portcullis_user;",
         "proxy_set_header X-User-Email    $portcullis_email;",
         "proxy_set_header X-User-Login    $portcullis_login;",
+        "proxy_set_header X-User-Groups   $portcullis_groups;",
+        "proxy_set_header X-Forwarded-Uri $request_uri;",
+        "proxy_set_header X-Original-URI $request_uri;",
+        "proxy_set_header X-Forwarded-Method $request_method;",
     ] {
         assert!(example.contains(directive), "missing: {directive}");
     }

@@ -375,6 +375,7 @@ fn session_cookie(secret: &str) -> String {
         name: Some("Alice".into()),
         login: None,
         picture: None,
+        groups: Vec::new(),
     };
     format!(
         "_portcullis={}",

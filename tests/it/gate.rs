@@ -82,6 +82,7 @@ fn mint(secret: &str, expires_at: u64) -> String {
         name: Some("Alice".into()),
         login: None,
         picture: None,
+        groups: Vec::new(),
     };
     format!(
         "_portcullis={}",

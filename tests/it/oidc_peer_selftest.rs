@@ -414,3 +414,76 @@ async fn restart_keeps_or_rotates_the_signing_key() {
     let again = oidc_peer::start_on(port, clients(), vec![PeerAccount::alice()]).await;
     assert_eq!(again.issuer, issuer);
 }
+
+/// The accounts' further claims land where the policy tests need them: in the ID token and
+/// userinfo, in userinfo only, nested (Keycloak), or as Entra ID's distributed-claims overage.
+#[tokio::test]
+async fn further_claims_reach_the_id_token_or_userinfo_as_configured() {
+    oidc_peer::require!();
+    let overage = serde_json::json!({
+        "_claim_names": { "groups": "src1" },
+        "_claim_sources": { "src1": { "endpoint": "https://graph.example/v1.0/users/x/getMemberObjects" } },
+    });
+    let accounts = vec![
+        PeerAccount::named("grace", "3001")
+            .with_claims(serde_json::json!({ "groups": ["admins", "staff"] }), false),
+        PeerAccount::named("una", "3002")
+            .with_claims(serde_json::json!({ "groups": ["staff"] }), true),
+        PeerAccount::named("kim", "3003").with_claims(
+            serde_json::json!({ "realm_access": { "roles": ["ops"] } }),
+            false,
+        ),
+        PeerAccount::named("ezra", "3004").with_claims(overage.clone(), false),
+    ];
+    let peer = oidc_peer::start(clients(), accounts).await;
+    let mut seen = Vec::new();
+    for login in ["grace", "una", "kim", "ezra"] {
+        let request = Request::new();
+        let mut b = Browser::new();
+        let callback =
+            oidc_peer::sign_in(&mut b, &request.url(&peer, CLIENT_ID, false), login).await;
+        let params = callback_params(&callback);
+        let (status, tokens) = exchange(&peer, param(&params, "code").unwrap(), None).await;
+        assert_eq!(status, StatusCode::OK, "{tokens}\n{}", peer.logs());
+        let (_, claims) = verify_id_token(&peer, tokens["id_token"].as_str().unwrap()).await;
+        let userinfo: Value = harness::client()
+            .get(peer.userinfo_endpoint())
+            .bearer_auth(tokens["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen.push((login, claims, userinfo));
+    }
+    let [grace, una, kim, ezra] = &seen[..] else {
+        panic!("four sign-ins")
+    };
+    assert_eq!(
+        grace.1["groups"],
+        serde_json::json!(["admins", "staff"]),
+        "{}",
+        grace.1
+    );
+    assert_eq!(grace.2["groups"], serde_json::json!(["admins", "staff"]));
+    assert!(una.1.get("groups").is_none(), "ID token: {}", una.1);
+    assert_eq!(una.2["groups"], serde_json::json!(["staff"]), "{}", una.2);
+    assert_eq!(
+        kim.1["realm_access"]["roles"],
+        serde_json::json!(["ops"]),
+        "{}",
+        kim.1
+    );
+    assert!(ezra.1.get("groups").is_none(), "{}", ezra.1);
+    assert_eq!(
+        ezra.1["_claim_names"], overage["_claim_names"],
+        "{}",
+        ezra.1
+    );
+    assert_eq!(
+        ezra.1["_claim_sources"], overage["_claim_sources"],
+        "{}",
+        ezra.1
+    );
+}

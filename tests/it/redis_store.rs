@@ -506,6 +506,7 @@ async fn forged_or_random_tickets_cost_no_redis_command() {
         name: None,
         login: None,
         picture: None,
+        groups: Vec::new(),
     };
     let cookie_store_value = codec.seal_identity(COOKIE_NAME, &identity, Duration::from_secs(600));
     let mut tampered = real.clone().into_bytes();

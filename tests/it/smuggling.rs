@@ -515,6 +515,7 @@ fn mint(secret: &str, subject: &str) -> String {
         name: None,
         login: None,
         picture: None,
+        groups: Vec::new(),
     };
     format!(
         "_portcullis={}",

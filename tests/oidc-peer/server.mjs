@@ -14,7 +14,14 @@
 //     "keys_file": "/path/jwks.json",   // private JWKS; created (fresh RS256 key) when missing,
 //                                       // reused when present: delete it to rotate the key
 //     "accounts": [{ "sub", "email", "email_verified", "name", "preferred_username",
-//                    "picture" }],
+//                    "picture",
+//                    "claims": { ... },               // optional: any further claims, e.g.
+//                                                     //   "groups": [...], "realm_access":
+//                                                     //   {"roles": [...]}, or Entra ID's
+//                                                     //   "_claim_names"/"_claim_sources"
+//                    "claims_only_in_userinfo": false // true: those claims in userinfo only,
+//                                                     //   never in the ID token
+//                  }],
 //     "conform_id_token_claims": true   // optional, oidc-provider's default (true): email and
 //                                       // profile claims only from userinfo in the code flow
 //   }
@@ -73,6 +80,15 @@ function loadOrCreateJwks(path) {
 const jwks = loadOrCreateJwks(config.keys_file);
 
 const accounts = config.accounts ?? [];
+
+// The accounts' further claims, by name. They are tied to the `openid` scope (which every
+// request has), so they reach the ID token even with conformIdTokenClaims (which keeps only
+// the `openid` scope's claims there) and userinfo. For distributed claims (`_claim_names`),
+// the claim they stand for is named: oidc-provider passes `_claim_names`/`_claim_sources` on
+// for the claims the scope allows (lib/helpers/claims.js).
+const extraClaims = [...new Set(accounts.flatMap((a) => Object.keys(a.claims ?? {})
+  .flatMap((k) => (k === '_claim_names' ? Object.keys(a.claims[k]) : [k]))
+  .filter((k) => k !== '_claim_sources')))];
 const accountsBySub = new Map(accounts.map((a) => [a.sub, a]));
 const accountsByLogin = new Map(accounts.map((a) => [a.preferred_username, a]));
 
@@ -87,12 +103,16 @@ async function findAccount(_ctx, sub) {
   return {
     accountId: account.sub,
     // Claims without a value (null or missing in the config) are left out.
-    async claims(_use, _scope) {
+    // `use` is 'id_token' or 'userinfo'.
+    async claims(use, _scope) {
       const claims = { sub: account.sub };
       for (const claim of ['email', 'email_verified', 'name', 'preferred_username', 'picture']) {
         if (account[claim] !== undefined && account[claim] !== null) {
           claims[claim] = account[claim];
         }
+      }
+      if (account.claims && (use === 'userinfo' || !account.claims_only_in_userinfo)) {
+        Object.assign(claims, account.claims);
       }
       return claims;
     },
@@ -167,7 +187,7 @@ server.listen(port, '127.0.0.1', () => {
     jwks,
     // Scope -> claims (docs/README.md "claims"); these scopes join scopes_supported.
     claims: {
-      openid: ['sub'],
+      openid: ['sub', ...extraClaims],
       email: ['email', 'email_verified'],
       profile: ['name', 'preferred_username', 'picture'],
     },

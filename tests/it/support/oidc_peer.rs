@@ -185,9 +185,36 @@ pub struct PeerAccount {
     pub name: Option<String>,
     pub preferred_username: String,
     pub picture: Option<String>,
+    /// Further claims (an object): `groups`, Keycloak's `realm_access`, Entra ID's
+    /// `_claim_names`/`_claim_sources`, ...
+    pub claims: Value,
+    /// `claims` in userinfo only (else in the ID token and in userinfo).
+    pub claims_only_in_userinfo: bool,
 }
 
 impl PeerAccount {
+    /// A plain account: login `login`, sub `sub`, verified `{login}@example.com`.
+    pub fn named(login: &str, sub: &str) -> PeerAccount {
+        PeerAccount {
+            sub: sub.to_owned(),
+            email: Some(format!("{login}@example.com")),
+            email_verified: true,
+            name: Some(format!("User {login}")),
+            preferred_username: login.to_owned(),
+            picture: None,
+            claims: json!({}),
+            claims_only_in_userinfo: false,
+        }
+    }
+
+    /// This account with further `claims` (an object), in the ID token and userinfo, or
+    /// (`only_in_userinfo`) in userinfo only.
+    pub fn with_claims(mut self, claims: Value, only_in_userinfo: bool) -> PeerAccount {
+        self.claims = claims;
+        self.claims_only_in_userinfo = only_in_userinfo;
+        self
+    }
+
     /// Alice: login `alice`, verified email.
     pub fn alice() -> PeerAccount {
         PeerAccount {
@@ -197,6 +224,8 @@ impl PeerAccount {
             name: Some("Alice Adams".to_owned()),
             preferred_username: "alice".to_owned(),
             picture: Some("https://pictures.example.com/alice.png".to_owned()),
+            claims: json!({}),
+            claims_only_in_userinfo: false,
         }
     }
 
@@ -209,6 +238,8 @@ impl PeerAccount {
             name: Some("Bob Brown".to_owned()),
             preferred_username: "bob".to_owned(),
             picture: None,
+            claims: json!({}),
+            claims_only_in_userinfo: false,
         }
     }
 
@@ -220,6 +251,8 @@ impl PeerAccount {
             "name": self.name,
             "preferred_username": self.preferred_username,
             "picture": self.picture,
+            "claims": self.claims,
+            "claims_only_in_userinfo": self.claims_only_in_userinfo,
         })
     }
 }
