@@ -982,7 +982,7 @@ client_secret = "${GOOGLE_SECRET}"
             (
                 "[providers.google]",
                 "[providers.\"Bad!\"]\nkind = \"oidc\"\n[providers.google]",
-                "providers.Bad!",
+                "providers.\"Bad!\"",
             ),
             (
                 "[server]",
