@@ -1,5 +1,5 @@
 # The two commands of the README's quick start: `make demo` and `make test`.
-.PHONY: demo test bench lint unit check-configs
+.PHONY: demo test fuzz bench lint unit check-configs
 
 demo:
 	@bash scripts/install-deps build
@@ -10,6 +10,11 @@ test:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test
+	bash scripts/fuzz
+
+# The cargo-fuzz targets of fuzz/, FUZZ_SECONDS (default 30) each.
+fuzz:
+	bash scripts/fuzz
 
 # Not part of the tests: the load benchmark of BENCHMARKS.md (a few minutes).
 bench:

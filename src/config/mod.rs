@@ -336,9 +336,32 @@ pub fn parse(text: &str, env: &dyn Env) -> Result<Settings, ConfigError> {
                 format!(" (line {line})")
             })
             .unwrap_or_default();
-        ConfigError::Syntax(format!("TOML syntax error{span}: {}", e.message()))
+        ConfigError::Syntax(format!(
+            "TOML syntax error{span}: {}",
+            one_line(e.message())
+        ))
     })?;
     validate::build(table, env).map_err(ConfigError::Invalid)
+}
+
+/// `message` as one printable line: its lines joined with "; ", control
+/// characters escaped (each problem is printed on a line of its own).
+fn one_line(message: &str) -> String {
+    let joined = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut out = String::with_capacity(joined.len());
+    for c in joined.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The config path: `--config`, else `$PORTCULLIS_CONFIG`, else the default.

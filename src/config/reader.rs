@@ -2,6 +2,7 @@
 //! key) instead of stopping at the first, expands `${VAR}` in strings and
 //! reports keys nobody asked for as unknown.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use toml::{Table, Value};
@@ -62,9 +63,11 @@ impl Section {
         }
     }
 
+    /// The dotted path of `key` in this section, as problems name it.
     pub fn key(&self, key: &str) -> String {
+        let key = display_key(key);
         if self.path.is_empty() {
-            key.to_owned()
+            key.into_owned()
         } else {
             format!("{}.{}", self.path, key)
         }
@@ -81,6 +84,21 @@ impl Section {
     /// Is the value at `key` a list?
     pub fn is_array(&self, key: &str) -> bool {
         matches!(self.table.get(key), Some(Value::Array(_)))
+    }
+}
+
+/// A key as problems show it: as is when it is a bare TOML key, else
+/// quoted with its special characters escaped, so that an empty key, a key
+/// with a dot or a newline is still visibly named, on one line.
+fn display_key(key: &str) -> Cow<'_, str> {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        Cow::Borrowed(key)
+    } else {
+        Cow::Owned(format!("{key:?}"))
     }
 }
 
@@ -325,9 +343,11 @@ impl<'e> Reader<'e> {
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                     && !name.starts_with(|c: char| c.is_ascii_digit());
                 if !valid {
+                    // Not echoed: in a secret, the text between the braces
+                    // is part of the secret.
                     self.issue(
                         path,
-                        format!("\"${{{name}}}\" is not a valid environment variable reference"),
+                        "has an invalid environment variable reference: use ${NAME} (letters, digits and '_', not starting with a digit), or $$ for a literal $",
                     );
                     ok = false;
                 } else {
@@ -434,6 +454,45 @@ mod tests {
         assert_eq!(r.expand("k2", "${A"), None);
         assert_eq!(r.expand("k3", "${1A}"), None);
         assert_eq!(r.issues.len(), 3);
+    }
+
+    /// Found by the `config` fuzz target: an invalid reference was echoed
+    /// as written, control characters included, and in a secret the text
+    /// between the braces is part of the secret.
+    #[test]
+    fn invalid_reference_is_not_echoed() {
+        let mut r = Reader::new(&env);
+        assert_eq!(r.expand("session.secret", "pa${ss\twor}d"), None);
+        assert_eq!(r.issues.len(), 1);
+        let line = r.issues[0].to_string();
+        assert!(line.starts_with("session.secret: "), "{line}");
+        assert!(!line.contains("wor") && !line.contains('\t'), "{line}");
+    }
+
+    /// Found by the `config` fuzz target: an empty key was reported as
+    /// ": unknown key", and a key with a newline split the report's line.
+    #[test]
+    fn every_problem_names_a_visible_key_on_one_line() {
+        let table: Table =
+            "\"\" = 1\n\"a\\nb\" = 2\n\"a.b\" = 3\nplain_key-1 = 4\n[\"x y\"]\nz = 5\n"
+                .parse()
+                .unwrap();
+        let mut r = Reader::new(&env);
+        let mut root = Section::new("", table);
+        let sub = r.table(&mut root, "x y").unwrap();
+        r.finish(sub);
+        r.finish(root);
+        let lines: Vec<String> = r.issues.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "\"x y\".z: unknown key",
+                "\"\": unknown key",
+                "\"a\\nb\": unknown key",
+                "\"a.b\": unknown key",
+                "plain_key-1: unknown key",
+            ]
+        );
     }
 
     #[test]

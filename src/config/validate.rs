@@ -1093,7 +1093,7 @@ client_secret = "${GOOGLE_SECRET}"
             (
                 "[providers.google]",
                 "[providers.\"Bad!\"]\nkind = \"oidc\"\n[providers.google]",
-                "providers.Bad!",
+                "providers.\"Bad!\"",
             ),
             (
                 "[server]",
@@ -1443,6 +1443,24 @@ allowed_users = []
         assert_eq!(got.len(), 1);
         assert!(got[0].contains("line"), "{got:?}");
         assert!(!got[0].contains("supersecretvalue"), "{got:?}");
+    }
+
+    /// Found by the `config` fuzz target: toml's messages span lines
+    /// ("invalid table header\nexpected ..."), which broke the one problem
+    /// per line that `check` prints.
+    #[test]
+    fn syntax_error_is_one_line() {
+        for text in [
+            "[a",
+            "[session]\nsecret = \"x",
+            "a = \"\\q\"",
+            "a = 1\na = 2",
+        ] {
+            let got = issues(text);
+            assert_eq!(got.len(), 1, "{text:?}");
+            assert!(got[0].starts_with("TOML syntax error (line "), "{got:?}");
+            assert!(!got[0].chars().any(char::is_control), "{got:?}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! OAuth 1.0a request signing (RFC 5849 §3.4, HMAC-SHA1), as X uses for "Sign in with X".
+//! OAuth 1.0a request signing (RFC 5849 §3.4, HMAC-SHA1), as X uses for "Sign in with X", and the reading of the token endpoints' form-encoded answers.
 //!
 //! Pure: no I/O and no clock. The caller supplies the nonce and timestamp
 //! (or takes a fresh nonce from [`nonce`]) and sends the request itself.
@@ -12,6 +12,8 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 use sha1::Sha1;
 use url::Url;
+
+use super::ProviderError;
 
 /// RFC 5849 §3.6: everything but the RFC 3986 unreserved set is escaped.
 const RESERVED: &AsciiSet = &NON_ALPHANUMERIC
@@ -177,6 +179,82 @@ pub fn authorization_header(
         .collect::<Vec<_>>()
         .join(", ");
     format!("OAuth {fields}")
+}
+
+/// Only the first pairs of a token endpoint's answer are read.
+const MAX_RESPONSE_PAIRS: usize = 32;
+
+/// A token and its secret, as the token endpoints answer them. `Debug`
+/// never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenCredentials {
+    /// `oauth_token`.
+    pub token: String,
+    /// `oauth_token_secret`.
+    pub secret: String,
+}
+
+impl fmt::Debug for TokenCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCredentials")
+            .field("token", &self.token)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Reads the answer to `POST oauth/request_token` (RFC 5849 §2.1), an
+/// `application/x-www-form-urlencoded` body: non-empty `oauth_token` and
+/// `oauth_token_secret`, and `oauth_callback_confirmed=true`. Neither value
+/// may contain a newline: they travel as `token\nsecret` in the login state.
+/// The first of a repeated name counts; only the first 32 pairs are read.
+/// Errors name what is missing, never a value.
+pub fn request_token_response(body: &[u8]) -> Result<TokenCredentials, ProviderError> {
+    let form = parse_form(body);
+    let token = form_value(&form, "oauth_token")?;
+    let secret = form_value(&form, "oauth_token_secret")?;
+    if form_value(&form, "oauth_callback_confirmed").ok() != Some("true") {
+        return Err(ProviderError::Protocol {
+            reason: "request token without oauth_callback_confirmed=true".into(),
+        });
+    }
+    if token.contains('\n') || secret.contains('\n') {
+        return Err(ProviderError::Protocol {
+            reason: "malformed request token".into(),
+        });
+    }
+    Ok(TokenCredentials {
+        token: token.to_owned(),
+        secret: secret.to_owned(),
+    })
+}
+
+/// Reads the answer to `POST oauth/access_token` (RFC 5849 §2.3): non-empty
+/// `oauth_token` and `oauth_token_secret`; same reading rules as
+/// [`request_token_response`].
+pub fn access_token_response(body: &[u8]) -> Result<TokenCredentials, ProviderError> {
+    let form = parse_form(body);
+    Ok(TokenCredentials {
+        token: form_value(&form, "oauth_token")?.to_owned(),
+        secret: form_value(&form, "oauth_token_secret")?.to_owned(),
+    })
+}
+
+fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body)
+        .take(MAX_RESPONSE_PAIRS)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Result<&'a str, ProviderError> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ProviderError::Protocol {
+            reason: format!("X's answer has no {name}"),
+        })
 }
 
 /// A fresh nonce: 32 random alphanumeric characters from the thread-local
@@ -705,6 +783,64 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()), "{a}");
         assert_ne!(a, b);
+    }
+
+    // ---- Token endpoint answers (RFC 5849 §2.1, §2.3) -------------------
+
+    #[test]
+    fn request_token_answer() {
+        // RFC 5849 §2.1's example answer.
+        let body = b"oauth_token=hh5s93j4hdidpola&oauth_token_secret=hdhd0244k9j7ao03&oauth_callback_confirmed=true";
+        let t = request_token_response(body).unwrap();
+        assert_eq!(t.token, "hh5s93j4hdidpola");
+        assert_eq!(t.secret, "hdhd0244k9j7ao03");
+        // Percent-decoded; the first of a repeated name counts.
+        let t = request_token_response(
+            b"oauth_token=a%2Bb&oauth_token=zzz&oauth_token_secret=c+d&oauth_callback_confirmed=true",
+        )
+        .unwrap();
+        assert_eq!((t.token.as_str(), t.secret.as_str()), ("a+b", "c d"));
+        for bad in [
+            &b""[..],
+            b"oauth_token=a&oauth_token_secret=b",
+            b"oauth_token=a&oauth_token_secret=b&oauth_callback_confirmed=false",
+            b"oauth_token=&oauth_token_secret=b&oauth_callback_confirmed=true",
+            b"oauth_token=a&oauth_token_secret=&oauth_callback_confirmed=true",
+            b"oauth_token=a%0Ab&oauth_token_secret=b&oauth_callback_confirmed=true",
+            b"oauth_token=a&oauth_token_secret=b%0A&oauth_callback_confirmed=true",
+            b"{\"errors\":[{\"code\":32}]}",
+        ] {
+            assert!(
+                request_token_response(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn access_token_answer() {
+        let body = b"oauth_token=nnch734d00sl2jdk&oauth_token_secret=pfkkdhi9sl3r4s00&user_id=1&screen_name=jack";
+        let t = access_token_response(body).unwrap();
+        assert_eq!(t.token, "nnch734d00sl2jdk");
+        assert_eq!(t.secret, "pfkkdhi9sl3r4s00");
+        assert!(access_token_response(b"oauth_token=a").is_err());
+        // Only the first 32 pairs are read.
+        let mut padded = "x=1&".repeat(31);
+        padded.push_str("oauth_token=a&oauth_token_secret=b");
+        assert!(access_token_response(padded.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn token_answer_errors_and_debug_show_no_secret() {
+        let e = request_token_response(b"oauth_token=tok&oauth_token_secret=s3cr3t").unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        let t = access_token_response(b"oauth_token=tok&oauth_token_secret=s3cr3t").unwrap();
+        let shown = format!("{t:?}");
+        assert!(
+            shown.contains("tok") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
     }
 
     #[test]

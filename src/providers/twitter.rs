@@ -226,25 +226,13 @@ impl TwitterProvider {
                 "oauth/request_token",
             )
             .await?;
-        let form = parse_form(&body);
-        let token = form_value(&form, "oauth_token")?;
-        let secret = form_value(&form, "oauth_token_secret")?;
-        if form_value(&form, "oauth_callback_confirmed").ok() != Some("true") {
-            return Err(ProviderError::Protocol {
-                reason: "request token without oauth_callback_confirmed=true".into(),
-            });
-        }
-        if token.contains('\n') || secret.contains('\n') {
-            return Err(ProviderError::Protocol {
-                reason: "malformed request token".into(),
-            });
-        }
+        let request = oauth1::request_token_response(&body)?;
         // The request-token secret travels sealed in the login-state cookie.
-        login.extra = Some(format!("{token}\n{secret}"));
+        login.extra = Some(format!("{}\n{}", request.token, request.secret));
         let mut authorize = self.endpoints.authorize.clone();
         authorize
             .query_pairs_mut()
-            .append_pair("oauth_token", token);
+            .append_pair("oauth_token", &request.token);
         Ok(authorize)
     }
 
@@ -290,17 +278,15 @@ impl TwitterProvider {
                 "oauth/access_token",
             )
             .await?;
-        let form = parse_form(&body);
-        let token = form_value(&form, "oauth_token")?.to_owned();
-        let secret = form_value(&form, "oauth_token_secret")?.to_owned();
+        let access = oauth1::access_token_response(&body)?;
 
         let mut url = self.endpoints.userinfo.clone();
         url.query_pairs_mut()
             .append_pair("include_email", "true")
             .append_pair("skip_status", "true");
         let creds = Credentials {
-            token: Some(&token),
-            token_secret: Some(&secret),
+            token: Some(&access.token),
+            token_secret: Some(&access.secret),
             ..self.consumer()
         };
         let body = self
@@ -449,21 +435,4 @@ async fn read_api(
         format!("http_{}", status.as_u16())
     };
     Err(ProviderError::Rejected { code })
-}
-
-fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body)
-        .take(32)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Result<&'a str, ProviderError> {
-    form.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| ProviderError::Protocol {
-            reason: format!("X's answer has no {name}"),
-        })
 }
