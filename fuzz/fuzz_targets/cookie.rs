@@ -33,7 +33,8 @@ fn codec() -> &'static SessionCodec {
     })
 }
 
-/// An identity whose fields are the input's `|`-separated pieces.
+/// An identity whose fields are the input's `|`-separated pieces; any
+/// pieces after the picture are its groups.
 fn identity(data: &[u8]) -> Identity {
     let text = String::from_utf8_lossy(data);
     let mut fields = text.split('|').map(str::to_owned);
@@ -44,6 +45,7 @@ fn identity(data: &[u8]) -> Identity {
         name: fields.next(),
         login: fields.next(),
         picture: fields.next(),
+        groups: fields.collect(),
     }
 }
 
