@@ -43,3 +43,50 @@ pub fn init() -> LogGuard {
         _writer: guard,
     }
 }
+
+/// A repeated failure worth one log line a second, not one per event:
+/// [`EverySecond::count`] counts an event and says when to write the line
+/// and for how many events.
+#[derive(Default)]
+pub struct EverySecond {
+    /// Events not yet reported.
+    pending: std::sync::atomic::AtomicU64,
+    /// The unix second of the last report.
+    last_report: std::sync::atomic::AtomicU64,
+}
+
+impl EverySecond {
+    /// Counts one event; `Some(n)` when a line is due now, for the `n`
+    /// events since the last one (the first event of each new second).
+    pub fn count(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.pending.fetch_add(1, Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_report.load(Relaxed);
+        (now != last
+            && self
+                .last_report
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok())
+        .then(|| self.pending.swap(0, Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_second_reports_once_with_the_count() {
+        let log = EverySecond::default();
+        assert_eq!(log.count(), Some(1), "the first event is reported");
+        // Within the same second the next events are only counted (a test
+        // that straddles a second boundary sees one more report: allow it).
+        let reported: u64 = (0..1000).filter_map(|_| log.count()).sum();
+        assert!(reported <= 1000);
+        let lines = (0..1000).filter(|_| log.count().is_some()).count();
+        assert!(lines <= 2, "{lines} reports for 1000 events");
+    }
+}

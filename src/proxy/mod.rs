@@ -11,7 +11,6 @@ mod upgrade;
 use std::borrow::Cow;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,37 +54,8 @@ pub struct App {
     /// Connections for WebSocket tunnels (never pooled: an upgraded
     /// connection is not reusable).
     upgrade_connector: pingora::connectors::http::v1::Connector,
-    upstream_failures: FailureLog,
-}
-
-/// Upstream failures, logged as one line per second with a count.
-#[derive(Default)]
-struct FailureLog {
-    /// Failures not yet reported.
-    pending: AtomicU64,
-    /// The second (unix) of the last report.
-    last_report: AtomicU64,
-}
-
-impl FailureLog {
-    fn note(&self, e: &Error) {
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        let now = crate::session::unix_now();
-        let last = self.last_report.load(Ordering::Relaxed);
-        if now != last
-            && self
-                .last_report
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let failed = self.pending.swap(0, Ordering::Relaxed);
-            tracing::error!(
-                failed,
-                error = e.etype().as_str(),
-                "upstream unreachable: {failed} request(s) failed since the last report"
-            );
-        }
-    }
+    /// Upstream failures: one log line a second with a count.
+    upstream_failures: crate::telemetry::EverySecond,
 }
 
 impl App {
@@ -134,7 +104,7 @@ impl App {
             login_attrs,
             forwarded_proto,
             upgrade_connector: pingora::connectors::http::v1::Connector::new(None),
-            upstream_failures: FailureLog::default(),
+            upstream_failures: crate::telemetry::EverySecond::default(),
             metrics: crate::admin::Metrics::default(),
             settings,
         }
@@ -480,7 +450,13 @@ impl ProxyHttp for Portcullis {
             return true;
         }
         if e.esource() == &ErrorSource::Upstream {
-            self.0.upstream_failures.note(e);
+            if let Some(failed) = self.0.upstream_failures.count() {
+                tracing::error!(
+                    failed,
+                    error = e.etype().as_str(),
+                    "upstream unreachable: {failed} request(s) failed since the last report"
+                );
+            }
             return true;
         }
         false

@@ -246,36 +246,8 @@ pub struct RedisStore {
     subscribed: AtomicBool,
     /// Sessions revoked by operators, as announced on the channel.
     revoked: AtomicU64,
-    error_log: ErrorLog,
-}
-
-/// Errors that Redis answered with, logged at most once a second with a count.
-#[derive(Default)]
-struct ErrorLog {
-    pending: AtomicU64,
-    last_report: AtomicU64,
-}
-
-impl ErrorLog {
-    fn note(&self, e: &RedisError) {
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        let now = unix_now();
-        let last = self.last_report.load(Ordering::Relaxed);
-        if now != last
-            && self
-                .last_report
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let failed = self.pending.swap(0, Ordering::Relaxed);
-            tracing::error!(
-                failed,
-                error = %describe(e),
-                code = e.code().unwrap_or("-"),
-                "session store: Redis answered {failed} operation(s) with an error since the last report"
-            );
-        }
-    }
+    /// Errors Redis answered with: one log line a second with a count.
+    error_log: crate::telemetry::EverySecond,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -332,7 +304,7 @@ impl RedisStore {
             },
             subscribed: AtomicBool::new(false),
             revoked: AtomicU64::new(0),
-            error_log: ErrorLog::default(),
+            error_log: crate::telemetry::EverySecond::default(),
         });
         runtime.spawn(watch_health(store.clone()));
         runtime.spawn(subscribe(store.clone()));
@@ -376,7 +348,14 @@ impl RedisStore {
                     // Redis answered, with an error (out of memory, a
                     // read-only replica, ...): it is reachable, so the
                     // health state stays; say why, at most once a second.
-                    self.error_log.note(&e);
+                    if let Some(failed) = self.error_log.count() {
+                        tracing::error!(
+                            failed,
+                            error = %describe(&e),
+                            code = e.code().unwrap_or("-"),
+                            "session store: Redis answered {failed} operation(s) with an error since the last report"
+                        );
+                    }
                 }
                 Err(Unavailable)
             }
