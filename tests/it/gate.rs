@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
 
 use portcullis::identity::Identity;
-use portcullis::session::{unix_now, Sealer, SessionCodec, SessionKey};
+use portcullis::session::unix_now;
 
 use crate::support::harness::{self, Portcullis};
 use crate::support::mock_google::{self, MockGoogle};
@@ -72,9 +72,8 @@ impl Gate {
     }
 }
 
+/// Alice's session cookie, valid until `expires_at`.
 fn mint(secret: &str, expires_at: u64) -> String {
-    let key = SessionKey::from_base64(secret).expect("session key");
-    let codec = SessionCodec::new(Sealer::new(&key, &[]));
     let id = Identity {
         provider: "google".into(),
         subject: "1001".into(),
@@ -84,10 +83,7 @@ fn mint(secret: &str, expires_at: u64) -> String {
         picture: None,
         groups: Vec::new(),
     };
-    format!(
-        "_portcullis={}",
-        codec.seal_identity_at("_portcullis", &id, expires_at)
-    )
+    harness::session_cookie(secret, &id, expires_at)
 }
 
 #[derive(Debug)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use portcullis::identity::Identity;
-use portcullis::session::{unix_now, Sealer, SessionCodec, SessionKey};
+use portcullis::session::unix_now;
 
 use crate::support::harness::{self, Portcullis};
 use crate::support::mock_google::{self, MockGoogle};
@@ -506,8 +506,6 @@ async fn the_smuggling_check_catches_a_relay_that_does_not_parse() {
 }
 
 fn mint(secret: &str, subject: &str) -> String {
-    let key = SessionKey::from_base64(secret).expect("key");
-    let codec = SessionCodec::new(Sealer::new(&key, &[]));
     let id = Identity {
         provider: "google".into(),
         subject: subject.into(),
@@ -517,10 +515,7 @@ fn mint(secret: &str, subject: &str) -> String {
         picture: None,
         groups: Vec::new(),
     };
-    format!(
-        "_portcullis={}",
-        codec.seal_identity_at("_portcullis", &id, unix_now() + 3600)
-    )
+    harness::session_cookie(secret, &id, unix_now() + 3600)
 }
 
 /// 100 requests written at once on one connection get 100 answers in
