@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod fast;
 pub mod identity;
 pub mod pages;
 pub mod providers;

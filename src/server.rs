@@ -26,6 +26,8 @@ pub enum StartError {
     CallbackUrl(#[source] url::ParseError),
     #[error("server.tls_cert / server.tls_key: {0}")]
     Tls(String),
+    #[error("server.listen: cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
     #[error("{0}")]
     SessionStore(#[from] crate::session::redis::SetupError),
 }
@@ -81,33 +83,56 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     };
     let public_url = settings.server.public_url.to_string();
     let admin = settings.admin;
+    let threads = settings.server.threads;
+    let upstream_tls = settings.upstream.tls;
     let app = Arc::new(App::new(settings, providers, upstream, store));
 
-    let mut service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Portcullis(app.clone()),
-        "portcullis",
-    );
-    // No L4 read buffer: pingora's default is 64 KiB per connection, zeroed
-    // on accept, which was half the memory at 1,000 keep-alive connections.
-    // The HTTP/1 parser reads into its own buffer anyway (the L4 one only
-    // added a copy).
-    let mut endpoint =
-        ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings::default().read(0));
-    if let Some((cert, key)) = tls {
-        let tls =
-            TlsSettings::intermediate(&cert, &key).map_err(|e| StartError::Tls(e.to_string()))?;
-        endpoint = endpoint.tls(tls);
-    }
-    service.add_listener(endpoint);
-    server.add_service(service);
-    if let Some(admin) = admin {
+    // The admin listener first: the proxy starts listening after it, so
+    // that probes and metrics answer as soon as the proxy does.
+    let admin_service = admin.map(|admin| {
         let mut service = pingora::services::listening::Service::new(
             "admin".to_owned(),
             pingora::apps::http_app::HttpServer::new_app(crate::admin::Admin(app.clone())),
         );
         service.add_tcp(&admin.to_string());
-        server.add_service(service);
+        server.add_service(service)
+    });
+    // Plain HTTP in front of a plain-HTTP upstream (the sidecar case): our
+    // own HTTP/1 loop (src/fast). TLS on either side: pingora's proxy.
+    if tls.is_none() && !upstream_tls {
+        let listeners = crate::fast::bind(listen, threads).map_err(|e| StartError::Listen {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
+        let proxy = server.add_service(background_service(
+            "proxy",
+            crate::fast::FastPath::new(app.clone(), upstream, listeners),
+        ));
+        if let Some(admin) = &admin_service {
+            proxy.add_dependency(admin);
+        }
+    } else {
+        let mut service = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            Portcullis(app.clone()),
+            "portcullis",
+        );
+        // No L4 read buffer: pingora's default is 64 KiB per connection, zeroed
+        // on accept, which was half the memory at 1,000 keep-alive connections.
+        // The HTTP/1 parser reads into its own buffer anyway (the L4 one only
+        // added a copy).
+        let mut endpoint =
+            ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings::default().read(0));
+        if let Some((cert, key)) = tls {
+            let tls = TlsSettings::intermediate(&cert, &key)
+                .map_err(|e| StartError::Tls(e.to_string()))?;
+            endpoint = endpoint.tls(tls);
+        }
+        service.add_listener(endpoint);
+        let proxy = server.add_service(service);
+        if let Some(admin) = &admin_service {
+            proxy.add_dependency(admin);
+        }
     }
     server.add_service(background_service("provider warm-up", WarmUp(app)));
     tracing::info!(

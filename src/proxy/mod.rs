@@ -5,12 +5,12 @@ pub mod decide;
 pub mod explain;
 pub mod headers;
 pub mod request;
-mod respond;
-mod upgrade;
+pub(crate) mod respond;
+pub(crate) mod upgrade;
 
 use std::borrow::Cow;
 use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,19 +116,31 @@ impl App {
     }
 
     /// Strips forged identity headers, adds the identity (if any) and the
-    /// X-Forwarded-* headers.
-    fn prepare_upstream_request(
+    /// X-Forwarded-* headers. `upstream_request` is the request as judged
+    /// (its `Host` is the client's), on its way upstream.
+    pub(crate) fn prepare_upstream_request(
         &self,
-        session: &Session,
+        client: Option<IpAddr>,
         upstream_request: &mut RequestHeader,
         identity: Option<&Identity>,
     ) -> Result<()> {
+        // The client's Host (or absolute-form authority), before anything changes.
+        let host = upstream_request
+            .headers
+            .get(http::header::HOST)
+            .cloned()
+            .or_else(|| {
+                upstream_request
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
         self.identity_headers
             .strip(upstream_request, identity.is_some());
         if let Some(id) = identity {
             self.identity_headers.inject(upstream_request, id)?;
         }
-        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+        if let Some(ip) = client {
             // One buffer: any earlier hops, then the client's address.
             let prev = upstream_request.headers.get("x-forwarded-for");
             let mut xff = Vec::with_capacity(prev.map_or(0, |p| p.len() + 2) + 39);
@@ -136,16 +148,10 @@ impl App {
                 xff.extend_from_slice(prev.as_bytes());
                 xff.extend_from_slice(b", ");
             }
-            let _ = write!(xff, "{}", addr.ip());
+            let _ = write!(xff, "{ip}");
             upstream_request.insert_header("x-forwarded-for", xff)?;
         }
         upstream_request.insert_header("x-forwarded-proto", self.forwarded_proto.clone())?;
-        let req = session.req_header();
-        let host = req.headers.get(http::header::HOST).cloned().or_else(|| {
-            req.uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
         match host {
             Some(h) => upstream_request.insert_header("x-forwarded-host", h)?,
             None => {
@@ -153,6 +159,23 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Counts a request that could not reach the upstream: one log line a
+    /// second with the count, not one per request (an outage must not
+    /// become a log flood).
+    pub(crate) fn note_upstream_failure(&self, error: &str) {
+        if let Some(failed) = self.upstream_failures.count() {
+            tracing::error!(
+                failed,
+                error,
+                "upstream unreachable: {failed} request(s) failed since the last report"
+            );
+        }
     }
 
     pub fn metrics(&self) -> &crate::admin::Metrics {
@@ -245,19 +268,31 @@ pub struct Portcullis(pub Arc<App>);
 
 /// Per-request state.
 pub struct Ctx {
-    identity: Option<Identity>,
+    pub(crate) identity: Option<Identity>,
     /// When the session in `identity` ends (unix seconds): a WebSocket
     /// tunnel it opened is closed then.
-    session_expires_at: u64,
-    started: Instant,
+    pub(crate) session_expires_at: u64,
+    pub(crate) started: Instant,
     /// What Portcullis decided, for the access log.
-    outcome: &'static str,
+    pub(crate) outcome: &'static str,
     /// The request-target as judged, when it differs from the client's.
-    target: TargetState,
+    pub(crate) target: TargetState,
+}
+
+impl Ctx {
+    pub(crate) fn new() -> Ctx {
+        Ctx {
+            identity: None,
+            session_expires_at: 0,
+            started: Instant::now(),
+            outcome: "proxied",
+            target: TargetState::AsReceived,
+        }
+    }
 }
 
 /// How the request-target that was judged relates to the client's bytes.
-enum TargetState {
+pub(crate) enum TargetState {
     /// Judged and forwarded byte for byte as received.
     AsReceived,
     /// Judged in this canonical form, which is what the upstream gets.
@@ -268,7 +303,7 @@ enum TargetState {
 
 /// The request-target that was judged: the canonical one, else what the
 /// client sent (lossily, for a refused one).
-fn judged_target<'a>(req: &'a RequestHeader, ctx: &'a Ctx) -> Cow<'a, str> {
+pub(crate) fn judged_target<'a>(req: &'a RequestHeader, ctx: &'a Ctx) -> Cow<'a, str> {
     match &ctx.target {
         TargetState::Rewritten(t) => Cow::Borrowed(t),
         TargetState::AsReceived | TargetState::Refused => String::from_utf8_lossy(req.raw_path()),
@@ -276,7 +311,7 @@ fn judged_target<'a>(req: &'a RequestHeader, ctx: &'a Ctx) -> Cow<'a, str> {
 }
 
 /// The path part of a target.
-fn path_of(target: &str) -> &str {
+pub(crate) fn path_of(target: &str) -> &str {
     target.split('?').next().unwrap_or_default()
 }
 
@@ -285,13 +320,7 @@ impl ProxyHttp for Portcullis {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx {
-            identity: None,
-            session_expires_at: 0,
-            started: Instant::now(),
-            outcome: "proxied",
-            target: TargetState::AsReceived,
-        }
+        Ctx::new()
     }
 
     /// HTTP/1.1 pipelining (RFC 9112 §9.3.2): requests a client writes
@@ -318,66 +347,29 @@ impl ProxyHttp for Portcullis {
             decide::remove_upgrade(session.req_header_mut())?;
         }
         let websocket = decision.upgrade == UpgradeKind::WebSocket;
-        match decision.verdict {
-            Verdict::Refuse(refusal) => {
-                ctx.target = TargetState::Refused;
-                ctx.outcome = "bad_request";
-                bad_target(refusal).send(session).await?;
-                // A client that sends such targets gets no second request.
-                session.set_keepalive(None);
-                Ok(true)
-            }
-            Verdict::Own(path) => {
-                let reply = self.own_route(session, ctx, flow::route(&path)).await;
+        let client = client_ip(session);
+        match app
+            .carry_out(decision.verdict, session.req_header(), client, ctx)
+            .await
+        {
+            Step::Reply { reply, close } => {
                 reply.send(session).await?;
-                Ok(true)
-            }
-            Verdict::Public => {
-                // A public route: no session needed, no identity sent.
-                ctx.outcome = "public";
-                if websocket {
-                    ctx.outcome = "public_upgrade";
-                    upgrade::tunnel(app, session, ctx).await?;
-                    return Ok(true);
+                if close {
+                    session.set_keepalive(None);
                 }
-                Ok(false)
-            }
-            Verdict::StoreUnavailable { api } => {
-                ctx.outcome = "session_store_unavailable";
-                let retry =
-                    safe_return_path(&judged_target(session.req_header(), ctx)).into_owned();
-                store_unavailable(api, &retry).send(session).await?;
                 Ok(true)
             }
-            Verdict::Forward(id, expires_at) => {
-                ctx.identity = Some(id);
-                ctx.session_expires_at = expires_at;
-                if websocket {
-                    // WebSocket: our own tunnel (see upgrade.rs for why).
-                    ctx.outcome = "upgrade";
-                    upgrade::tunnel(app, session, ctx).await?;
-                    return Ok(true);
-                }
-                Ok(false)
-            }
-            Verdict::Forbidden(id, denial) => {
-                ctx.outcome = "forbidden";
-                let rd = judged_target(session.req_header(), ctx).into_owned();
-                forbidden(app, &id, &rd, &denial).send(session).await?;
-                Ok(true)
-            }
-            Verdict::SignIn { api } => {
-                let reply = if api {
-                    ctx.outcome = "unauthenticated";
-                    unauthenticated_json()
+            Step::Forward if websocket => {
+                // WebSocket: our own tunnel (see upgrade.rs for why).
+                ctx.outcome = if ctx.identity.is_some() {
+                    "upgrade"
                 } else {
-                    ctx.outcome = "sign_in_redirect";
-                    let target = judged_target(session.req_header(), ctx);
-                    Reply::redirect(flow::sign_in_location(&target))
+                    "public_upgrade"
                 };
-                reply.send(session).await?;
+                upgrade::tunnel(app, session, ctx).await?;
                 Ok(true)
             }
+            Step::Forward => Ok(false),
         }
     }
 
@@ -395,7 +387,7 @@ impl ProxyHttp for Portcullis {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
         self.0
-            .prepare_upstream_request(session, upstream_request, ctx.identity.as_ref())
+            .prepare_upstream_request(client_ip(session), upstream_request, ctx.identity.as_ref())
     }
 
     /// What pingora's error lines say about a request: method and judged
@@ -490,10 +482,88 @@ impl ProxyHttp for Portcullis {
     }
 }
 
-impl Portcullis {
-    async fn own_route(&self, session: &mut Session, ctx: &mut Ctx, route: Route<'_>) -> Reply {
-        let app = &*self.0;
-        let req = session.req_header();
+/// What a verdict comes to: an answer of our own, or a request to forward.
+pub(crate) enum Step {
+    /// Answer with `reply`; `close`: and close the connection after it.
+    Reply { reply: Reply, close: bool },
+    /// Forward the request (with `ctx.identity`, if any).
+    Forward,
+}
+
+impl App {
+    /// Carries out a verdict of the gate, for both request loops.
+    pub(crate) async fn carry_out(
+        &self,
+        verdict: Verdict,
+        req: &RequestHeader,
+        client: Option<IpAddr>,
+        ctx: &mut Ctx,
+    ) -> Step {
+        let reply = match verdict {
+            Verdict::Refuse(refusal) => {
+                ctx.target = TargetState::Refused;
+                ctx.outcome = "bad_request";
+                // A client that sends such targets gets no second request.
+                return Step::Reply {
+                    reply: bad_target(refusal),
+                    close: true,
+                };
+            }
+            Verdict::Own(path) => {
+                // Boxed: the rare, large future stays out of the
+                // connection's own (which idles with every connection).
+                Box::pin(self.own_route(req, client, ctx, flow::route(&path))).await
+            }
+            Verdict::Public => {
+                // A public route: no session needed, no identity sent.
+                ctx.outcome = "public";
+                return Step::Forward;
+            }
+            Verdict::StoreUnavailable { api } => {
+                ctx.outcome = "session_store_unavailable";
+                let retry = safe_return_path(&judged_target(req, ctx)).into_owned();
+                store_unavailable(api, &retry)
+            }
+            Verdict::Forward(id, expires_at) => {
+                ctx.identity = Some(id);
+                ctx.session_expires_at = expires_at;
+                return Step::Forward;
+            }
+            Verdict::Forbidden(id, denial) => {
+                ctx.outcome = "forbidden";
+                let rd = judged_target(req, ctx).into_owned();
+                forbidden(self, &id, &rd, &denial)
+            }
+            Verdict::SignIn { api } => {
+                if api {
+                    ctx.outcome = "unauthenticated";
+                    unauthenticated_json()
+                } else {
+                    ctx.outcome = "sign_in_redirect";
+                    let target = judged_target(req, ctx);
+                    Reply::redirect(flow::sign_in_location(&target))
+                }
+            }
+        };
+        Step::Reply {
+            reply,
+            close: false,
+        }
+    }
+}
+
+/// The routes Portcullis answers itself (`/oauth2/...`): plain inputs in,
+/// a [`Reply`] out, so that both request loops (pingora's, for TLS, and
+/// the fast HTTP/1 one) share them.
+impl App {
+    pub(crate) async fn own_route(
+        &self,
+        req: &RequestHeader,
+        client: Option<IpAddr>,
+        ctx: &mut Ctx,
+        route: Route<'_>,
+    ) -> Reply {
+        let app = self;
         let method = req.method.clone();
         let query = req.uri.query().map(str::to_owned);
         let get_like = method == Method::GET || method == Method::HEAD;
@@ -512,7 +582,7 @@ impl Portcullis {
                     .collect();
                 // The picker still works while the session store is away.
                 let who = app
-                    .read_session(session.req_header())
+                    .read_session(req)
                     .await
                     .ok()
                     .flatten()
@@ -557,7 +627,7 @@ impl Portcullis {
                         };
                         let mut reply = Reply::redirect(url.to_string()).cookie(set);
                         // At most MAX_PENDING_LOGINS login states per browser.
-                        let held = session.req_header().headers.get_all(COOKIE).iter();
+                        let held = req.headers.get_all(COOKIE).iter();
                         for clear in app.codec.clear_crowded_out_logins(
                             app.cookie_name(),
                             held.map(|v| v.as_bytes()),
@@ -584,7 +654,7 @@ impl Portcullis {
                 }
             }
             Route::Callback(id) if get_like => {
-                self.callback(session, ctx, id, query.as_deref()).await
+                self.callback(req, ctx, id, query.as_deref()).await
             }
             Route::SignOut if get_like || method == Method::POST => {
                 ctx.outcome = "sign_out";
@@ -595,7 +665,7 @@ impl Portcullis {
                         .map(|(_, v)| safe_return_path(&v).into_owned())
                 });
                 let target = rd.unwrap_or_else(|| flow::SIGN_IN.to_owned());
-                if app.end_session(session.req_header()).await.is_err() {
+                if app.end_session(req).await.is_err() {
                     // The session could not be ended everywhere: say so and
                     // keep the cookie, so that trying again can finish it.
                     ctx.outcome = "session_store_unavailable";
@@ -616,7 +686,7 @@ impl Portcullis {
                 }
                 reply
             }
-            Route::UserInfo if get_like => match app.read_session(session.req_header()).await {
+            Route::UserInfo if get_like => match app.read_session(req).await {
                 Err(Unavailable) => {
                     ctx.outcome = "session_store_unavailable";
                     store_unavailable(true, flow::SIGN_IN)
@@ -641,13 +711,7 @@ impl Portcullis {
                 }
             },
             Route::Auth => match app
-                .decide_auth(
-                    session.req_header(),
-                    session
-                        .client_addr()
-                        .and_then(|a| a.as_inet())
-                        .map(|a| a.ip()),
-                )
+                .decide_auth(req, client)
                 .await
             {
                 AuthVerdict::StoreUnavailable => {
@@ -685,7 +749,6 @@ impl Portcullis {
                     // The original URI (set by the front proxy) is the
                     // return path offered for signing in; from a trusted
                     // proxy it was also judged (decide_auth).
-                    let req = session.req_header();
                     let original = ["x-forwarded-uri", "x-original-uri"]
                         .iter()
                         .find_map(|h| req.headers.get(*h).and_then(|v| v.to_str().ok()))
@@ -720,18 +783,17 @@ impl Portcullis {
 
     async fn callback(
         &self,
-        session: &mut Session,
+        req: &RequestHeader,
         ctx: &mut Ctx,
         id: &str,
         query: Option<&str>,
     ) -> Reply {
-        let app = &*self.0;
+        let app = self;
         ctx.outcome = "callback";
         let Some(provider) = app.providers.get(id) else {
             return not_found();
         };
         let params = CallbackParams::parse(query);
-        let req = session.req_header();
         // The login-state cookie named after this state, sealed under that
         // name, for this provider, with exactly this state (CSRF check).
         let login = params.get("state").and_then(|state| {
@@ -768,12 +830,12 @@ impl Portcullis {
             }
             Ok(identity) => {
                 let target = safe_return_path(&login.return_to).into_owned();
-                if let Err(denial) = app.judge_sign_in(session.req_header(), &target, &identity) {
+                if let Err(denial) = app.judge_sign_in(req, &target, &identity) {
                     ctx.outcome = "forbidden";
                     tracing::info!(provider = id, user = %identity.user(), "signed in but not allowed");
                     return forbidden(app, &identity, &target, &denial).cookie(clear_login);
                 }
-                let Ok(cookies) = app.session_cookies(session.req_header(), &identity).await else {
+                let Ok(cookies) = app.session_cookies(req, &identity).await else {
                     ctx.outcome = "session_store_unavailable";
                     tracing::warn!(
                         provider = id,
@@ -873,7 +935,7 @@ fn not_found() -> Reply {
     )
 }
 
-fn internal_error() -> Reply {
+pub(crate) fn internal_error() -> Reply {
     Reply::html(
         500,
         pages::error_page(
@@ -915,6 +977,11 @@ fn forbidden(app: &App, id: &Identity, rd: &str, denial: &Denial) -> Reply {
         403,
         pages::forbidden_page_offering(&who, &action, &offer, &safe_return_path(rd)),
     )
+}
+
+/// The client's IP address (none on a Unix socket).
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
 }
 
 /// The client closed or broke its connection: nobody is left to answer.

@@ -2,6 +2,8 @@
 //! `Cache-Control: no-store` and the security headers, since pingora's
 //! `response_filter` does not run for them.
 
+use std::io::Write as _;
+
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
@@ -55,6 +57,10 @@ impl Reply {
         }
     }
 
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
     pub fn cookie(mut self, set_cookie: String) -> Self {
         self.cookies.push(set_cookie);
         self
@@ -65,31 +71,69 @@ impl Reply {
         self
     }
 
-    pub async fn send(self, session: &mut Session) -> Result<()> {
+    /// Status, header fields and body, as every loop writes them.
+    fn into_parts(self) -> (u16, Vec<(HeaderName, HeaderValue)>, Bytes) {
         let (content_type, body) = match self.body {
             Body::Empty => (None, Bytes::new()),
             Body::Html(s) => (Some("text/html; charset=utf-8"), Bytes::from(s)),
             Body::Json(s) => (Some("application/json"), Bytes::from(s)),
         };
-        let mut resp = ResponseHeader::build(self.status, Some(8 + self.cookies.len()))?;
+        let mut h = Vec::with_capacity(8 + self.cookies.len() + self.headers.len());
+        let st = HeaderValue::from_static;
         if let Some(ct) = content_type {
-            resp.insert_header(http::header::CONTENT_TYPE, ct)?;
+            h.push((http::header::CONTENT_TYPE, st(ct)));
         }
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        resp.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
-        resp.insert_header(http::header::REFERRER_POLICY, "no-referrer")?;
+        h.push((http::header::CONTENT_LENGTH, HeaderValue::from(body.len())));
+        h.push((http::header::CACHE_CONTROL, st("no-store")));
+        h.push((http::header::X_CONTENT_TYPE_OPTIONS, st("nosniff")));
+        h.push((http::header::REFERRER_POLICY, st("no-referrer")));
         if matches!(content_type, Some(ct) if ct.starts_with("text/html")) {
-            resp.insert_header(http::header::CONTENT_SECURITY_POLICY, PAGE_CSP)?;
-            resp.insert_header(http::header::X_FRAME_OPTIONS, "DENY")?;
+            h.push((http::header::CONTENT_SECURITY_POLICY, st(PAGE_CSP)));
+            h.push((http::header::X_FRAME_OPTIONS, st("DENY")));
         }
-        if let Some(loc) = self.location {
-            resp.insert_header(http::header::LOCATION, loc)?;
+        if let Some(loc) = self.location.and_then(|l| HeaderValue::try_from(l).ok()) {
+            h.push((http::header::LOCATION, loc));
         }
         for c in self.cookies {
-            resp.append_header(http::header::SET_COOKIE, c)?;
+            if let Ok(v) = HeaderValue::try_from(c) {
+                h.push((http::header::SET_COOKIE, v));
+            }
         }
-        for (name, value) in self.headers {
+        h.extend(self.headers);
+        (self.status, h, body)
+    }
+
+    /// The whole HTTP/1.1 response as bytes (the fast path's writer).
+    /// `head_only`: the request was HEAD; `close`: announce that the
+    /// connection closes after it.
+    pub fn encode(self, head_only: bool, close: bool) -> Vec<u8> {
+        let (status, fields, body) = self.into_parts();
+        let reason = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        let mut out = Vec::with_capacity(256 + body.len());
+        let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+        for (name, value) in &fields {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(&body);
+        }
+        out
+    }
+
+    pub async fn send(self, session: &mut Session) -> Result<()> {
+        let (status, fields, body) = self.into_parts();
+        let mut resp = ResponseHeader::build(status, Some(fields.len()))?;
+        for (name, value) in fields {
             resp.append_header(name, value)?;
         }
         let head = session.req_header().method == http::Method::HEAD;

@@ -45,7 +45,24 @@ const ALLOWED: [header::HeaderName; 11] = [
 fn handshake(app: &App, session: &Session, ctx: &Ctx) -> Result<RequestHeader> {
     let req = session.req_header();
     let target = judged_target(req, ctx);
-    let mut up = RequestHeader::build("GET", target.as_bytes(), Some(ALLOWED.len() + 10))?;
+    handshake_for(
+        app,
+        req,
+        target.as_bytes(),
+        super::client_ip(session),
+        ctx.identity.as_ref(),
+    )
+}
+
+/// [`handshake`] from plain inputs (the fast path's tunnel uses it too).
+pub(crate) fn handshake_for(
+    app: &App,
+    req: &RequestHeader,
+    target: &[u8],
+    client: Option<std::net::IpAddr>,
+    identity: Option<&crate::identity::Identity>,
+) -> Result<RequestHeader> {
+    let mut up = RequestHeader::build("GET", target, Some(ALLOWED.len() + 10))?;
     for name in &ALLOWED {
         for value in req.headers.get_all(name) {
             up.append_header(name.clone(), value.clone())?;
@@ -53,7 +70,7 @@ fn handshake(app: &App, session: &Session, ctx: &Ctx) -> Result<RequestHeader> {
     }
     up.insert_header(header::CONNECTION, "Upgrade")?;
     up.insert_header(header::UPGRADE, "websocket")?;
-    app.prepare_upstream_request(session, &mut up, ctx.identity.as_ref())?;
+    app.prepare_upstream_request(client, &mut up, identity)?;
     Ok(up)
 }
 

@@ -1,0 +1,882 @@
+//! One client connection on the fast path: read a head, judge it with the
+//! gate, answer or forward, repeat (keep-alive, pipelining in order).
+//!
+//! Defences kept from pingora-proxy, and where:
+//! - hop-by-hop headers and those named in `Connection` never go upstream
+//!   ([`strip_hop_by_hop`]) nor back to the client (`wire::write_response_head`);
+//! - request framing, Host, CONNECT, header limits: `wire::parse_request`;
+//! - bodies are decoded and re-framed by us (`send_body`), so the upstream
+//!   sees the boundaries the gate saw;
+//! - an upstream connection goes back to the pool only after the request
+//!   was fully sent and the response fully read with nothing after it
+//!   (`proxy`);
+//! - the client connection is closed when the response went out before
+//!   the request body was read, or after any answer of our own to a request
+//!   with a body we did not read (the next request would start inside it);
+//! - slow clients: [`super::HEADER_TIMEOUT`] for a head, [`super::KEEPALIVE_TIMEOUT`]
+//!   idle; an idle connection holds no buffer.
+
+use std::cell::Cell;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http::{Method, Version};
+use pingora::http::RequestHeader;
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::pool::Pool;
+use super::wire::{self, BadRequest, Framing, RequestHead, ResponseHead};
+use super::{HEADER_TIMEOUT, KEEPALIVE_TIMEOUT};
+use crate::access_log;
+use crate::pages;
+use crate::proxy::decide::{self, UpgradeKind};
+use crate::proxy::respond::Reply;
+use crate::proxy::{judged_target, path_of, App, Ctx, Step, TargetState};
+
+/// Per-thread state: the gate, this thread's upstream pool, drain flag.
+struct Worker {
+    app: Arc<App>,
+    pool: Pool,
+    read_timeout: Duration,
+    draining: Cell<bool>,
+    shutdown: ShutdownWatch,
+}
+
+/// A thread of the fast path: a current-thread runtime serving one
+/// listener until shutdown, then letting its connections finish.
+pub(super) fn run_thread(
+    app: Arc<App>,
+    upstream: SocketAddr,
+    listener: std::net::TcpListener,
+    mut shutdown: ShutdownWatch,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a proxy thread's runtime");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot use the listening socket");
+                return;
+            }
+        };
+        let up = &app.settings().upstream;
+        let worker = Rc::new(Worker {
+            pool: Pool::new(upstream, up.keepalive, up.connect_timeout),
+            read_timeout: up.read_timeout,
+            draining: Cell::new(false),
+            shutdown: shutdown.clone(),
+            app,
+        });
+        let sweeper = worker.clone();
+        tokio::task::spawn_local(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            while !sweeper.draining.get() {
+                every.tick().await;
+                sweeper.pool.sweep();
+            }
+        });
+        let accept_errors = crate::telemetry::EverySecond::default();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::task::spawn_local(serve(worker.clone(), stream, peer));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: say so
+                        // (once a second), back off a little, go on.
+                        if let Some(n) = accept_errors.count() {
+                            tracing::error!(error = %e, failed = n, "cannot accept connections");
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            }
+        }
+        // Graceful shutdown: no new connections; open ones finish the
+        // request in flight and close (idle ones close at once).
+        worker.draining.set(true);
+        drop(listener);
+    });
+    // Connections still open end with the runtime (pingora's grace period
+    // has passed by the time the process exits).
+}
+
+enum HeadError {
+    /// The client closed (or broke) the connection.
+    Closed,
+    Bad(BadRequest),
+}
+
+async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
+    let ip = peer.ip();
+    let mut shutdown = w.shutdown.clone();
+    // Bytes read but not yet used: the rest of a pipelined batch or a body.
+    let mut buf = BytesMut::new();
+    let mut first = true;
+    loop {
+        if buf.is_empty() {
+            if w.draining.get() {
+                break;
+            }
+            // Idle: wait without a buffer.
+            let wait = if first {
+                HEADER_TIMEOUT
+            } else {
+                KEEPALIVE_TIMEOUT
+            };
+            tokio::select! {
+                ready = tokio::time::timeout(wait, client.readable()) => {
+                    if !matches!(ready, Ok(Ok(()))) {
+                        break;
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        first = false;
+        let started = std::time::Instant::now();
+        let head = match tokio::time::timeout(HEADER_TIMEOUT, read_head(&mut client, &mut buf)).await
+        {
+            Err(_) => {
+                // Half a head and then nothing: 408, and the connection goes.
+                let reply = Reply::html(
+                    408,
+                    pages::error_page(
+                        408,
+                        "Request timeout",
+                        "The request took too long to arrive.",
+                        "/",
+                    ),
+                );
+                let _ = client.write_all(&reply.encode(false, true)).await;
+                log_unparsed(&w.app, 408, "request_timeout", ip, started);
+                break;
+            }
+            Ok(Err(HeadError::Closed)) => break,
+            Ok(Err(HeadError::Bad(why))) => {
+                let status = why.status();
+                let reply = Reply::html(
+                    status,
+                    pages::error_page(
+                        status,
+                        "Bad request",
+                        &format!("This request cannot be served: {}.", why.as_str()),
+                        "/",
+                    ),
+                );
+                let _ = client.write_all(&reply.encode(false, true)).await;
+                log_unparsed(&w.app, status, "bad_request", ip, started);
+                break;
+            }
+            Ok(Ok(head)) => head,
+        };
+        let keep = handle(&w, &mut client, ip, &mut buf, head, started).await;
+        if !keep {
+            break;
+        }
+    }
+    let _ = client.shutdown().await;
+}
+
+/// Reads until `buf` starts with a complete request head; the bytes after
+/// it stay in `buf`.
+async fn read_head(client: &mut TcpStream, buf: &mut BytesMut) -> Result<RequestHead, HeadError> {
+    loop {
+        if !buf.is_empty() {
+            let bytes = buf.split().freeze();
+            match wire::parse_request(&bytes) {
+                Ok(Some(head)) => {
+                    if bytes.len() > head.len {
+                        buf.extend_from_slice(&bytes[head.len..]);
+                    }
+                    return Ok(head);
+                }
+                // Rare: a head split over several reads.
+                Ok(None) => buf.extend_from_slice(&bytes),
+                Err(why) => return Err(HeadError::Bad(why)),
+            }
+        }
+        buf.reserve(4096);
+        match client.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(HeadError::Closed),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// One request: judge, answer or forward, log. Returns whether the
+/// connection may carry another request.
+async fn handle(
+    w: &Worker,
+    client: &mut TcpStream,
+    ip: IpAddr,
+    buf: &mut BytesMut,
+    head: RequestHead,
+    started: std::time::Instant,
+) -> bool {
+    let app = &*w.app;
+    let mut ctx = Ctx::new();
+    ctx.started = started;
+    let RequestHead {
+        mut req,
+        framing,
+        keep_alive,
+        expect_continue,
+        ..
+    } = head;
+    let decision = app.decide(&req).await;
+    if let Some(wire) = decision.rewritten {
+        ctx.target = TargetState::Rewritten(wire);
+    }
+    if decision.upgrade == UpgradeKind::Other {
+        let _ = decide::remove_upgrade(&mut req);
+    }
+    let websocket = decision.upgrade == UpgradeKind::WebSocket;
+    let head_only = req.method == Method::HEAD;
+    let (status, keep, error) = match app
+        .carry_out(decision.verdict, &req, Some(ip), &mut ctx)
+        .await
+    {
+        Step::Reply { reply, close } => {
+            // An answer of our own to a request whose body was not read:
+            // the connection closes (the next request would start inside it).
+            let close =
+                close || !keep_alive || framing != Framing::None || w.draining.get();
+            let status = reply.status();
+            let written = client.write_all(&reply.encode(head_only, close)).await;
+            (status, written.is_ok() && !close, written.err().map(|_| "write_error"))
+        }
+        Step::Forward if websocket => {
+            ctx.outcome = if ctx.identity.is_some() {
+                "upgrade"
+            } else {
+                "public_upgrade"
+            };
+            let (status, error) = Box::pin(tunnel(w, client, ip, buf, &req, &mut ctx)).await;
+            (status, false, error)
+        }
+        Step::Forward => {
+            let exchange = Exchange {
+                http10: req.version == Version::HTTP_10,
+                framing,
+                keep_alive,
+                expect_continue,
+                head_only,
+            };
+            proxy(w, client, ip, buf, &mut req, exchange, &mut ctx).await
+        }
+    };
+    app.metrics().count(ctx.outcome);
+    let target = judged_target(&req, &ctx);
+    access_log::log(&access_log::Entry {
+        method: req.method.as_str(),
+        path: path_of(&target),
+        status,
+        outcome: ctx.outcome,
+        user: ctx
+            .identity
+            .as_ref()
+            .map(|id| (id.provider.as_str(), id.subject.as_str())),
+        client: Some(ip),
+        micros: ctx.started.elapsed().as_micros() as u64,
+        error,
+    });
+    keep
+}
+
+fn log_unparsed(app: &App, status: u16, outcome: &'static str, ip: IpAddr, started: std::time::Instant) {
+    app.metrics().count(outcome);
+    access_log::log(&access_log::Entry {
+        method: "-",
+        path: "-",
+        status,
+        outcome,
+        user: None,
+        client: Some(ip),
+        micros: started.elapsed().as_micros() as u64,
+        error: None,
+    });
+}
+
+/// What the request says about its own exchange.
+#[derive(Clone, Copy)]
+struct Exchange {
+    /// The client spoke HTTP/1.0: no chunks for it.
+    http10: bool,
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+    head_only: bool,
+}
+
+/// Removes hop-by-hop headers and every header the client's `Connection`
+/// names (RFC 9110 §7.6.1): they were for this hop only. `Host` and the
+/// identity are never removable this way (identity headers are set after).
+fn strip_hop_by_hop(req: &mut RequestHeader) {
+    let mut named: Vec<http::HeaderName> = Vec::new();
+    for value in req.headers.get_all(http::header::CONNECTION) {
+        for token in wire::connection_tokens(value.as_bytes()).flatten() {
+            if let Ok(name) = http::HeaderName::from_bytes(token) {
+                if name != http::header::HOST {
+                    named.push(name);
+                }
+            }
+        }
+    }
+    for name in named {
+        req.remove_header(&name);
+    }
+    for name in [
+        http::header::CONNECTION,
+        http::header::HeaderName::from_static("keep-alive"),
+        http::header::HeaderName::from_static("proxy-connection"),
+        http::header::TE,
+        http::header::TRAILER,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        http::header::HeaderName::from_static("http2-settings"),
+        http::header::CONTENT_LENGTH,
+        http::header::EXPECT,
+    ] {
+        req.remove_header(&name);
+    }
+}
+
+/// Why forwarding failed.
+#[derive(Debug)]
+enum Failure {
+    /// Before any response byte: the client gets a 502 page.
+    Upstream(&'static str),
+    /// A pooled connection that turned out closed before answering: try a
+    /// new one (only for requests without a body).
+    Stale,
+    /// The client went away or sent a broken body.
+    Client(&'static str),
+    /// The response had started: nothing to do but close.
+    Midway(&'static str),
+}
+
+async fn proxy(
+    w: &Worker,
+    client: &mut TcpStream,
+    ip: IpAddr,
+    buf: &mut BytesMut,
+    req: &mut RequestHeader,
+    ex: Exchange,
+    ctx: &mut Ctx,
+) -> (u16, bool, Option<&'static str>) {
+    let app = &*w.app;
+    strip_hop_by_hop(req);
+    if app
+        .prepare_upstream_request(Some(ip), req, ctx.identity.as_ref())
+        .is_err()
+    {
+        ctx.outcome = "proxy_error";
+        let close = ex.framing != Framing::None || !ex.keep_alive;
+        let reply = crate::proxy::internal_error();
+        let ok = client.write_all(&reply.encode(ex.head_only, close)).await.is_ok();
+        return (500, ok && !close, Some("internal"));
+    }
+    let mut head = Vec::with_capacity(1024);
+    {
+        let target = match &ctx.target {
+            TargetState::Rewritten(t) => t.as_bytes(),
+            _ => req.raw_path(),
+        };
+        wire::write_request_head(&mut head, req, target, ex.framing);
+    }
+    if ex.expect_continue && ex.framing != Framing::None {
+        // The gate has judged the head: the body may come (RFC 9110 §10.1.1).
+        // Expect itself does not go on: we answered it.
+        if client
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return (0, false, Some("write_error"));
+        }
+    }
+
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (mut upstream, reused) = match w.pool.take() {
+            Some(s) if attempt == 1 => (s, true),
+            _ => match w.pool.connect().await {
+                Ok(s) => (s, false),
+                Err(_) => {
+                    return upstream_failed(w, client, ex, ctx, "connect").await;
+                }
+            },
+        };
+        match exchange(w, client, &mut upstream, buf, &head, ex, reused).await {
+            Ok(done) => {
+                if done.upstream_reusable {
+                    w.pool.put(upstream);
+                }
+                let keep = ex.keep_alive && done.client_reusable && !w.draining.get();
+                return (done.status, keep, None);
+            }
+            Err(Failure::Stale) if attempt == 1 => continue,
+            Err(Failure::Stale) => return upstream_failed(w, client, ex, ctx, "closed").await,
+            Err(Failure::Upstream(why)) => return upstream_failed(w, client, ex, ctx, why).await,
+            Err(Failure::Client(why)) => return (0, false, Some(why)),
+            Err(Failure::Midway(why)) => {
+                ctx.outcome = "proxy_error";
+                return (0, false, Some(why));
+            }
+        }
+    }
+}
+
+async fn upstream_failed(
+    w: &Worker,
+    client: &mut TcpStream,
+    ex: Exchange,
+    ctx: &mut Ctx,
+    why: &'static str,
+) -> (u16, bool, Option<&'static str>) {
+    w.app.note_upstream_failure(why);
+    ctx.outcome = "proxy_error";
+    let rd = crate::auth::redirect::safe_return_path(path_of(&target_text(ctx))).into_owned();
+    let reply = Reply::html(
+        502,
+        pages::error_page(
+            502,
+            "The application is not responding",
+            "Portcullis could not reach the application behind it. Please try again in a moment.",
+            &rd,
+        ),
+    );
+    // The body (if any) may be half sent: this connection is done.
+    let _ = client.write_all(&reply.encode(ex.head_only, true)).await;
+    (502, false, Some(why))
+}
+
+fn target_text(ctx: &Ctx) -> String {
+    match &ctx.target {
+        TargetState::Rewritten(t) => t.to_string(),
+        _ => "/".to_owned(),
+    }
+}
+
+/// How an exchange ended.
+struct Done {
+    status: u16,
+    upstream_reusable: bool,
+    client_reusable: bool,
+}
+
+/// One request and its response over `upstream`.
+async fn exchange(
+    w: &Worker,
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: &[u8],
+    ex: Exchange,
+    reused: bool,
+) -> Result<Done, Failure> {
+    let (mut cr, mut cw) = client.split();
+    let (mut ur, mut uw) = upstream.split();
+    let mut rbuf = BytesMut::with_capacity(8192);
+    let mut body_done = ex.framing == Framing::None;
+    let stale_if = |reused: bool| {
+        if reused && ex.framing == Framing::None {
+            Failure::Stale
+        } else {
+            Failure::Upstream("write")
+        }
+    };
+    if let Framing::Length(n) = ex.framing {
+        // The common small body arrives with its head: one write for both.
+        if (buf.len() as u64) >= n {
+            let mut out = Vec::with_capacity(head.len() + n as usize);
+            out.extend_from_slice(head);
+            out.extend_from_slice(&buf[..n as usize]);
+            buf.advance(n as usize);
+            uw.write_all(&out).await.map_err(|_| stale_if(reused))?;
+            body_done = true;
+        } else {
+            uw.write_all(head).await.map_err(|_| stale_if(reused))?;
+        }
+    } else {
+        uw.write_all(head).await.map_err(|_| stale_if(reused))?;
+    }
+
+    let response = if body_done {
+        read_response_head(&mut ur, &mut rbuf, ex.head_only, w.read_timeout, reused && ex.framing == Framing::None).await?
+    } else {
+        let send = send_body(&mut cr, buf, &mut uw, ex.framing, w.read_timeout);
+        let recv = read_response_head(&mut ur, &mut rbuf, ex.head_only, w.read_timeout, false);
+        tokio::pin!(send);
+        tokio::pin!(recv);
+        loop {
+            tokio::select! {
+                biased;
+                sent = &mut send, if !body_done => {
+                    sent?;
+                    body_done = true;
+                }
+                got = &mut recv => break got?,
+            }
+        }
+    };
+
+    // The client's framing: HTTP/1.1 clients get a length or chunks;
+    // HTTP/1.0 clients a length or the connection's end.
+    let client_10 = ex.http10;
+    let out_framing = match response.framing {
+        Framing::None => Framing::None,
+        Framing::Length(n) => Framing::Length(n),
+        Framing::Chunked | Framing::UntilClose if client_10 => Framing::UntilClose,
+        Framing::Chunked | Framing::UntilClose => Framing::Chunked,
+    };
+    let close = !ex.keep_alive || !body_done || out_framing == Framing::UntilClose || w.draining.get();
+    let mut out = Vec::with_capacity(response.len + 256);
+    wire::write_response_head(
+        &mut out,
+        &rbuf[..response.len],
+        &response,
+        out_framing,
+        close,
+        client_10 && !close,
+    );
+    rbuf.advance(response.len);
+    let status = response.status;
+    let upstream_clean = relay_body(&mut ur, &mut cw, &mut rbuf, out, response.framing, out_framing, w.read_timeout).await?;
+    Ok(Done {
+        status,
+        upstream_reusable: upstream_clean && body_done && !response.close,
+        client_reusable: !close,
+    })
+}
+
+/// Reads the upstream's response head (skipping interim 1xx answers).
+async fn read_response_head<R: AsyncRead + Unpin>(
+    ur: &mut R,
+    rbuf: &mut BytesMut,
+    head_only: bool,
+    read_timeout: Duration,
+    may_be_stale: bool,
+) -> Result<ResponseHead, Failure> {
+    let mut got_any = false;
+    loop {
+        if !rbuf.is_empty() {
+            match wire::parse_response(rbuf, head_only) {
+                Ok(Some(head)) if head.status == 101 => {
+                    // Nobody asked to switch protocols.
+                    let _ = head;
+                    return Err(Failure::Upstream("unexpected_101"));
+                }
+                Ok(Some(head)) if (100..200).contains(&head.status) => {
+                    rbuf.advance(head.len);
+                    continue;
+                }
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(_) => return Err(Failure::Upstream("bad_response")),
+            }
+        }
+        rbuf.reserve(8192);
+        match tokio::time::timeout(read_timeout, ur.read_buf(rbuf)).await {
+            Err(_) => return Err(Failure::Upstream("read_timeout")),
+            Ok(Ok(0)) | Ok(Err(_)) if may_be_stale && !got_any => return Err(Failure::Stale),
+            Ok(Ok(0)) => return Err(Failure::Upstream("closed")),
+            Ok(Err(_)) => return Err(Failure::Upstream("read_error")),
+            Ok(Ok(_)) => got_any = true,
+        }
+    }
+}
+
+/// Sends the request body (already judged with its head) to the upstream,
+/// re-framed by us: exactly `n` bytes, or our own chunks.
+async fn send_body<R, W>(
+    cr: &mut R,
+    buf: &mut BytesMut,
+    uw: &mut W,
+    framing: Framing,
+    read_timeout: Duration,
+) -> Result<(), Failure>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match framing {
+        Framing::None | Framing::UntilClose => Ok(()),
+        Framing::Length(mut left) => {
+            loop {
+                if !buf.is_empty() {
+                    let n = (buf.len() as u64).min(left) as usize;
+                    uw.write_all(&buf[..n])
+                        .await
+                        .map_err(|_| Failure::Upstream("write"))?;
+                    buf.advance(n);
+                    left -= n as u64;
+                }
+                if left == 0 {
+                    return Ok(());
+                }
+                read_more(cr, buf, read_timeout).await?;
+            }
+        }
+        Framing::Chunked => {
+            let mut decoder = wire::Chunked::default();
+            let mut out = BytesMut::with_capacity(8192);
+            loop {
+                while !buf.is_empty() && !decoder.is_done() {
+                    let (used, data) = decoder.step(buf).map_err(|_| Failure::Client("bad_chunk"))?;
+                    if let Some(r) = data {
+                        wire::put_chunk(&mut out, &buf[r]);
+                    }
+                    buf.advance(used);
+                }
+                if decoder.is_done() {
+                    out.extend_from_slice(wire::LAST_CHUNK);
+                }
+                if !out.is_empty() {
+                    uw.write_all(&out)
+                        .await
+                        .map_err(|_| Failure::Upstream("write"))?;
+                    out.clear();
+                }
+                if decoder.is_done() {
+                    return Ok(());
+                }
+                read_more(cr, buf, read_timeout).await?;
+            }
+        }
+    }
+}
+
+async fn read_more<R: AsyncRead + Unpin>(
+    cr: &mut R,
+    buf: &mut BytesMut,
+    read_timeout: Duration,
+) -> Result<(), Failure> {
+    buf.reserve(16 * 1024);
+    match tokio::time::timeout(read_timeout, cr.read_buf(buf)).await {
+        Ok(Ok(n)) if n > 0 => Ok(()),
+        Ok(_) => Err(Failure::Client("client_closed")),
+        Err(_) => Err(Failure::Client("client_timeout")),
+    }
+}
+
+/// Sends `out` (the response head) and the response body to the client.
+/// Returns whether the upstream connection ended cleanly at the body's end
+/// (nothing read past it).
+async fn relay_body<R, W>(
+    ur: &mut R,
+    cw: &mut W,
+    rbuf: &mut BytesMut,
+    mut out: Vec<u8>,
+    from: Framing,
+    to: Framing,
+    read_timeout: Duration,
+) -> Result<bool, Failure>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let client_err = |_| Failure::Client("write_error");
+    match from {
+        Framing::None => {
+            cw.write_all(&out).await.map_err(client_err)?;
+            Ok(rbuf.is_empty())
+        }
+        Framing::Length(mut left) => {
+            // Head and as much body as is here: one write.
+            let n = (rbuf.len() as u64).min(left) as usize;
+            out.extend_from_slice(&rbuf[..n]);
+            rbuf.advance(n);
+            left -= n as u64;
+            cw.write_all(&out).await.map_err(client_err)?;
+            while left > 0 {
+                rbuf.clear();
+                rbuf.reserve(64 * 1024);
+                match tokio::time::timeout(read_timeout, ur.read_buf(rbuf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return Err(Failure::Midway("upstream_body")),
+                }
+                let n = (rbuf.len() as u64).min(left) as usize;
+                cw.write_all(&rbuf[..n]).await.map_err(client_err)?;
+                rbuf.advance(n);
+                left -= n as u64;
+            }
+            Ok(rbuf.is_empty())
+        }
+        Framing::Chunked | Framing::UntilClose => {
+            let mut decoder = wire::Chunked::default();
+            let mut chunks = BytesMut::with_capacity(out.len() + rbuf.len() + 64);
+            chunks.extend_from_slice(&out);
+            drop(out);
+            let mut eof = false;
+            loop {
+                // Decode what is here (or take it as is until close).
+                while !rbuf.is_empty() && !decoder.is_done() {
+                    if from == Framing::Chunked {
+                        let (used, data) =
+                            decoder.step(rbuf).map_err(|_| Failure::Midway("bad_chunk"))?;
+                        if let Some(r) = data {
+                            emit(&mut chunks, &rbuf[r], to);
+                        }
+                        rbuf.advance(used);
+                    } else {
+                        emit(&mut chunks, rbuf, to);
+                        rbuf.clear();
+                    }
+                }
+                let finished = decoder.is_done() || eof;
+                if finished && to == Framing::Chunked {
+                    chunks.extend_from_slice(wire::LAST_CHUNK);
+                }
+                if !chunks.is_empty() {
+                    cw.write_all(&chunks).await.map_err(client_err)?;
+                    chunks.clear();
+                }
+                if finished {
+                    return Ok(from == Framing::Chunked && rbuf.is_empty());
+                }
+                rbuf.clear();
+                rbuf.reserve(64 * 1024);
+                match tokio::time::timeout(read_timeout, ur.read_buf(rbuf)).await {
+                    Ok(Ok(0)) if from == Framing::UntilClose => eof = true,
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return Err(Failure::Midway("upstream_body")),
+                }
+            }
+        }
+    }
+}
+
+/// Body bytes to the client in its framing.
+fn emit(out: &mut BytesMut, data: &[u8], to: Framing) {
+    if to == Framing::Chunked {
+        wire::put_chunk(out, data);
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// A WebSocket upgrade: the handshake built from an allow-list
+/// (`proxy::upgrade::handshake_for`), a fresh upstream connection, and —
+/// after a `101` — bytes both ways until either side closes or the session
+/// that opened the tunnel ends.
+async fn tunnel(
+    w: &Worker,
+    client: &mut TcpStream,
+    ip: IpAddr,
+    buf: &mut BytesMut,
+    req: &RequestHeader,
+    ctx: &mut Ctx,
+) -> (u16, Option<&'static str>) {
+    let app = &*w.app;
+    let target = judged_target(req, ctx).into_owned();
+    let Ok(handshake) = crate::proxy::upgrade::handshake_for(
+        app,
+        req,
+        target.as_bytes(),
+        Some(ip),
+        ctx.identity.as_ref(),
+    ) else {
+        ctx.outcome = "proxy_error";
+        let _ = client
+            .write_all(&crate::proxy::internal_error().encode(false, true))
+            .await;
+        return (500, Some("internal"));
+    };
+    let ex = Exchange {
+        http10: false,
+        framing: Framing::None,
+        keep_alive: false,
+        expect_continue: false,
+        head_only: false,
+    };
+    let Ok(mut upstream) = w.pool.connect().await else {
+        let (status, _, err) = upstream_failed(w, client, ex, ctx, "connect").await;
+        return (status, err);
+    };
+    let mut head = Vec::with_capacity(512);
+    wire::write_request_head(&mut head, &handshake, target.as_bytes(), Framing::None);
+    // Bytes the client sent after its handshake go along.
+    head.extend_from_slice(buf);
+    buf.clear();
+    if upstream.write_all(&head).await.is_err() {
+        let (status, _, err) = upstream_failed(w, client, ex, ctx, "write").await;
+        return (status, err);
+    }
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let response = loop {
+        if !rbuf.is_empty() {
+            match wire::parse_response(&rbuf, false) {
+                Ok(Some(h)) => break h,
+                Ok(None) => {}
+                Err(_) => {
+                    let (status, _, err) = upstream_failed(w, client, ex, ctx, "bad_response").await;
+                    return (status, err);
+                }
+            }
+        }
+        rbuf.reserve(4096);
+        match tokio::time::timeout(w.read_timeout, upstream.read_buf(&mut rbuf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => {
+                let (status, _, err) = upstream_failed(w, client, ex, ctx, "closed").await;
+                return (status, err);
+            }
+        }
+    };
+    if response.status != 101 {
+        // The app refused the upgrade: relay its answer, then close.
+        let mut out = Vec::with_capacity(response.len + 64);
+        wire::write_response_head(&mut out, &rbuf[..response.len], &response, response.framing, true, false);
+        rbuf.advance(response.len);
+        let (mut ur, _) = upstream.split();
+        let (_, mut cw) = client.split();
+        return match relay_body(&mut ur, &mut cw, &mut rbuf, out, response.framing, response.framing, w.read_timeout).await {
+            Ok(_) => (response.status, None),
+            Err(_) => (response.status, Some("upstream_body")),
+        };
+    }
+    // Switched: the app's 101 as it is (it carries Upgrade and the
+    // Sec-WebSocket-Accept), then whatever it sent after it.
+    if client.write_all(&rbuf).await.is_err() {
+        return (101, Some("write_error"));
+    }
+    drop(rbuf);
+    let session_end = ctx.identity.is_some().then(|| {
+        let left = ctx
+            .session_expires_at
+            .saturating_sub(crate::session::unix_now());
+        tokio::time::Instant::now() + Duration::from_secs(left)
+    });
+    let expired = async {
+        match session_end {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = expired => ctx.outcome = "upgrade_session_expired",
+        _ = tokio::io::copy_bidirectional(client, &mut upstream) => {}
+    }
+    (101, None)
+}
