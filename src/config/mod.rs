@@ -78,6 +78,12 @@ pub struct Server {
     /// `server.shutdown_grace`, default `10s`: how long in-flight requests may
     /// finish after SIGTERM (pingora's own default is 300 s).
     pub shutdown_grace: Duration,
+    /// `server.header_timeout`, default `10s`: how long a client may take to
+    /// send a request head (slow-header clients are closed with a 408).
+    pub header_timeout: Duration,
+    /// `server.idle_timeout`, default `60s`: how long an idle keep-alive
+    /// client connection is kept.
+    pub idle_timeout: Duration,
     /// `server.trusted_proxies`, default none: peers whose
     /// `X-Forwarded-Uri`/`X-Original-URI`, `X-Forwarded-Host` and
     /// `X-Forwarded-Method` the forward-auth check believes.

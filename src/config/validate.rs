@@ -219,9 +219,17 @@ fn server(r: &mut Reader, s: &mut Section) -> Option<Server> {
     let shutdown_grace = r
         .duration(s, "shutdown_grace")
         .unwrap_or(Duration::from_secs(10));
+    let header_timeout = r
+        .duration(s, "header_timeout")
+        .unwrap_or(Duration::from_secs(10));
+    let idle_timeout = r
+        .duration(s, "idle_timeout")
+        .unwrap_or(Duration::from_secs(60));
     let trusted_proxies = super::access::cidrs(r, s, "trusted_proxies");
 
     Some(Server {
+        header_timeout,
+        idle_timeout,
         listen: listen?,
         public_url: public_url?,
         tls,

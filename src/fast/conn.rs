@@ -13,7 +13,7 @@
 //! - the client connection is closed when the response went out before
 //!   the request body was read, or after any answer of our own to a request
 //!   with a body we did not read (the next request would start inside it);
-//! - slow clients: [`super::HEADER_TIMEOUT`] for a head, [`super::KEEPALIVE_TIMEOUT`]
+//! - slow clients: `server.header_timeout` for a head, `server.idle_timeout`
 //!   idle; an idle connection holds no buffer.
 
 use std::cell::Cell;
@@ -31,7 +31,6 @@ use tokio::net::TcpStream;
 
 use super::pool::Pool;
 use super::wire::{self, BadRequest, Framing, RequestHead, ResponseHead};
-use super::{HEADER_TIMEOUT, KEEPALIVE_TIMEOUT};
 use crate::access_log;
 use crate::pages;
 use crate::proxy::decide::{self, UpgradeKind};
@@ -43,6 +42,10 @@ struct Worker {
     app: Arc<App>,
     pool: Pool,
     read_timeout: Duration,
+    /// `server.header_timeout`: a head must arrive within it.
+    header_timeout: Duration,
+    /// `server.idle_timeout`: an idle keep-alive connection closes after it.
+    idle_timeout: Duration,
     draining: Cell<bool>,
     shutdown: ShutdownWatch,
 }
@@ -78,6 +81,8 @@ pub(super) fn run_thread(
         let worker = Rc::new(Worker {
             pool: Pool::new(upstream, up.keepalive, up.connect_timeout),
             read_timeout: up.read_timeout,
+            header_timeout: app.settings().server.header_timeout,
+            idle_timeout: app.settings().server.idle_timeout,
             draining: Cell::new(false),
             shutdown: shutdown.clone(),
             app,
@@ -136,24 +141,41 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
             if w.draining.get() {
                 break;
             }
-            // Idle: wait without a buffer.
+            // Idle: wait without a buffer (readiness, then a read into the
+            // stack; a buffer is taken only when bytes are there).
             let wait = if first {
-                HEADER_TIMEOUT
+                w.header_timeout
             } else {
-                KEEPALIVE_TIMEOUT
+                w.idle_timeout
             };
-            tokio::select! {
-                ready = tokio::time::timeout(wait, client.readable()) => {
-                    if !matches!(ready, Ok(Ok(()))) {
-                        break;
+            let deadline = tokio::time::Instant::now() + wait;
+            let arrived = loop {
+                tokio::select! {
+                    ready = tokio::time::timeout_at(deadline, client.readable()) => {
+                        if !matches!(ready, Ok(Ok(()))) {
+                            break false;
+                        }
                     }
+                    _ = shutdown.changed() => break false,
                 }
-                _ = shutdown.changed() => break,
+                match first_read(&client, &mut buf) {
+                    Ok(0) => break false,
+                    Ok(_) => break true,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(_) => break false,
+                }
+            };
+            if !arrived {
+                break;
             }
         }
         first = false;
         let started = std::time::Instant::now();
-        let head = match tokio::time::timeout(HEADER_TIMEOUT, read_head(&mut client, &mut buf)).await
+        let head = match tokio::time::timeout(
+            w.header_timeout,
+            Box::pin(read_head(&mut client, &mut buf)),
+        )
+        .await
         {
             Err(_) => {
                 // Half a head and then nothing: 408, and the connection goes.
@@ -188,12 +210,30 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
             }
             Ok(Ok(head)) => head,
         };
-        let keep = handle(&w, &mut client, ip, &mut buf, head, started).await;
+        // Boxed: the request's (large) state lives only while a request
+        // does; an idle connection's future stays small.
+        let keep = Box::pin(handle(&w, &mut client, ip, &mut buf, head, started)).await;
         if !keep {
             break;
         }
+        if buf.is_empty() {
+            // Give the buffer back: an idle connection holds none.
+            buf = BytesMut::new();
+        }
     }
     let _ = client.shutdown().await;
+}
+
+/// The first bytes of a request, read through the stack: the connection's
+/// buffer is allocated only when there is something to put in it.
+fn first_read(client: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let mut first_bytes = [0u8; 4096];
+    let n = client.try_read(&mut first_bytes)?;
+    if n > 0 {
+        buf.reserve(n.max(4096));
+        buf.extend_from_slice(&first_bytes[..n]);
+    }
+    Ok(n)
 }
 
 /// Reads until `buf` starts with a complete request head; the bytes after
@@ -258,11 +298,14 @@ async fn handle(
         Step::Reply { reply, close } => {
             // An answer of our own to a request whose body was not read:
             // the connection closes (the next request would start inside it).
-            let close =
-                close || !keep_alive || framing != Framing::None || w.draining.get();
+            let close = close || !keep_alive || framing != Framing::None || w.draining.get();
             let status = reply.status();
             let written = client.write_all(&reply.encode(head_only, close)).await;
-            (status, written.is_ok() && !close, written.err().map(|_| "write_error"))
+            (
+                status,
+                written.is_ok() && !close,
+                written.err().map(|_| "write_error"),
+            )
         }
         Step::Forward if websocket => {
             ctx.outcome = if ctx.identity.is_some() {
@@ -302,7 +345,13 @@ async fn handle(
     keep
 }
 
-fn log_unparsed(app: &App, status: u16, outcome: &'static str, ip: IpAddr, started: std::time::Instant) {
+fn log_unparsed(
+    app: &App,
+    status: u16,
+    outcome: &'static str,
+    ip: IpAddr,
+    started: std::time::Instant,
+) {
     app.metrics().count(outcome);
     access_log::log(&access_log::Entry {
         method: "-",
@@ -392,7 +441,10 @@ async fn proxy(
         ctx.outcome = "proxy_error";
         let close = ex.framing != Framing::None || !ex.keep_alive;
         let reply = crate::proxy::internal_error();
-        let ok = client.write_all(&reply.encode(ex.head_only, close)).await.is_ok();
+        let ok = client
+            .write_all(&reply.encode(ex.head_only, close))
+            .await
+            .is_ok();
         return (500, ok && !close, Some("internal"));
     }
     let mut head = Vec::with_capacity(1024);
@@ -523,7 +575,14 @@ async fn exchange(
     }
 
     let response = if body_done {
-        read_response_head(&mut ur, &mut rbuf, ex.head_only, w.read_timeout, reused && ex.framing == Framing::None).await?
+        read_response_head(
+            &mut ur,
+            &mut rbuf,
+            ex.head_only,
+            w.read_timeout,
+            reused && ex.framing == Framing::None,
+        )
+        .await?
     } else {
         let send = send_body(&mut cr, buf, &mut uw, ex.framing, w.read_timeout);
         let recv = read_response_head(&mut ur, &mut rbuf, ex.head_only, w.read_timeout, false);
@@ -550,7 +609,8 @@ async fn exchange(
         Framing::Chunked | Framing::UntilClose if client_10 => Framing::UntilClose,
         Framing::Chunked | Framing::UntilClose => Framing::Chunked,
     };
-    let close = !ex.keep_alive || !body_done || out_framing == Framing::UntilClose || w.draining.get();
+    let close =
+        !ex.keep_alive || !body_done || out_framing == Framing::UntilClose || w.draining.get();
     let mut out = Vec::with_capacity(response.len + 256);
     wire::write_response_head(
         &mut out,
@@ -562,7 +622,16 @@ async fn exchange(
     );
     rbuf.advance(response.len);
     let status = response.status;
-    let upstream_clean = relay_body(&mut ur, &mut cw, &mut rbuf, out, response.framing, out_framing, w.read_timeout).await?;
+    let upstream_clean = relay_body(
+        &mut ur,
+        &mut cw,
+        &mut rbuf,
+        out,
+        response.framing,
+        out_framing,
+        w.read_timeout,
+    )
+    .await?;
     Ok(Done {
         status,
         upstream_reusable: upstream_clean && body_done && !response.close,
@@ -622,28 +691,28 @@ where
 {
     match framing {
         Framing::None | Framing::UntilClose => Ok(()),
-        Framing::Length(mut left) => {
-            loop {
-                if !buf.is_empty() {
-                    let n = (buf.len() as u64).min(left) as usize;
-                    uw.write_all(&buf[..n])
-                        .await
-                        .map_err(|_| Failure::Upstream("write"))?;
-                    buf.advance(n);
-                    left -= n as u64;
-                }
-                if left == 0 {
-                    return Ok(());
-                }
-                read_more(cr, buf, read_timeout).await?;
+        Framing::Length(mut left) => loop {
+            if !buf.is_empty() {
+                let n = (buf.len() as u64).min(left) as usize;
+                uw.write_all(&buf[..n])
+                    .await
+                    .map_err(|_| Failure::Upstream("write"))?;
+                buf.advance(n);
+                left -= n as u64;
             }
-        }
+            if left == 0 {
+                return Ok(());
+            }
+            read_more(cr, buf, read_timeout).await?;
+        },
         Framing::Chunked => {
             let mut decoder = wire::Chunked::default();
             let mut out = BytesMut::with_capacity(8192);
             loop {
                 while !buf.is_empty() && !decoder.is_done() {
-                    let (used, data) = decoder.step(buf).map_err(|_| Failure::Client("bad_chunk"))?;
+                    let (used, data) = decoder
+                        .step(buf)
+                        .map_err(|_| Failure::Client("bad_chunk"))?;
                     if let Some(r) = data {
                         wire::put_chunk(&mut out, &buf[r]);
                     }
@@ -733,8 +802,9 @@ where
                 // Decode what is here (or take it as is until close).
                 while !rbuf.is_empty() && !decoder.is_done() {
                     if from == Framing::Chunked {
-                        let (used, data) =
-                            decoder.step(rbuf).map_err(|_| Failure::Midway("bad_chunk"))?;
+                        let (used, data) = decoder
+                            .step(rbuf)
+                            .map_err(|_| Failure::Midway("bad_chunk"))?;
                         if let Some(r) = data {
                             emit(&mut chunks, &rbuf[r], to);
                         }
@@ -830,7 +900,8 @@ async fn tunnel(
                 Ok(Some(h)) => break h,
                 Ok(None) => {}
                 Err(_) => {
-                    let (status, _, err) = upstream_failed(w, client, ex, ctx, "bad_response").await;
+                    let (status, _, err) =
+                        upstream_failed(w, client, ex, ctx, "bad_response").await;
                     return (status, err);
                 }
             }
@@ -847,11 +918,28 @@ async fn tunnel(
     if response.status != 101 {
         // The app refused the upgrade: relay its answer, then close.
         let mut out = Vec::with_capacity(response.len + 64);
-        wire::write_response_head(&mut out, &rbuf[..response.len], &response, response.framing, true, false);
+        wire::write_response_head(
+            &mut out,
+            &rbuf[..response.len],
+            &response,
+            response.framing,
+            true,
+            false,
+        );
         rbuf.advance(response.len);
         let (mut ur, _) = upstream.split();
         let (_, mut cw) = client.split();
-        return match relay_body(&mut ur, &mut cw, &mut rbuf, out, response.framing, response.framing, w.read_timeout).await {
+        return match relay_body(
+            &mut ur,
+            &mut cw,
+            &mut rbuf,
+            out,
+            response.framing,
+            response.framing,
+            w.read_timeout,
+        )
+        .await
+        {
             Ok(_) => (response.status, None),
             Err(_) => (response.status, Some("upstream_body")),
         };

@@ -27,12 +27,6 @@ use pingora::services::background::BackgroundService;
 
 use crate::proxy::App;
 
-/// How long a client may take to send a request head once it started one
-/// (and to send the first one after connecting): slow-header clients are
-/// closed, not kept.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an idle keep-alive client connection is kept.
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle upstream connections are dropped after this long (and checked for
 /// liveness whenever one is taken).
 pub const UPSTREAM_IDLE: Duration = Duration::from_secs(30);
@@ -85,7 +79,8 @@ impl FastPath {
 #[async_trait]
 impl BackgroundService for FastPath {
     async fn start(&self, shutdown: ShutdownWatch) {
-        let listeners = std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
+        let listeners =
+            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
         let mut threads = Vec::new();
         for (i, socket) in listeners.into_iter().enumerate() {
             if let Err(e) = socket.listen(4096) {

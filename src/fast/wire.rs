@@ -132,8 +132,9 @@ pub fn parse_request(buf: &Bytes) -> Result<Option<RequestHead>, BadRequest> {
         _ => return Err(BadRequest::Syntax),
     };
     let target = parsed.path.ok_or(BadRequest::Syntax)?;
-    let mut req = RequestHeader::build_no_case(method, target.as_bytes(), Some(parsed.headers.len()))
-        .map_err(|_| BadRequest::Syntax)?;
+    let mut req =
+        RequestHeader::build_no_case(method, target.as_bytes(), Some(parsed.headers.len()))
+            .map_err(|_| BadRequest::Syntax)?;
     req.set_version(version);
 
     let mut hosts = 0;
@@ -154,7 +155,7 @@ pub fn parse_request(buf: &Bytes) -> Result<Option<RequestHead>, BadRequest> {
         } else if name == http::header::TRANSFER_ENCODING {
             codings.add(field.value);
         } else if name == http::header::CONNECTION {
-            conn.add(field.value).map_err(|()| BadRequest::Connection)?;
+            conn.add(field.value).map_err(|_| BadRequest::Connection)?;
         } else if name == http::header::EXPECT {
             if field.value.eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = true;
@@ -230,9 +231,7 @@ pub fn content_length(value: &[u8]) -> Option<u64> {
         if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        let n = part
-            .iter()
-            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
         if found.is_some_and(|m| m != n) {
             return None;
         }
@@ -297,9 +296,9 @@ pub struct ConnectionTokens {
 
 impl ConnectionTokens {
     /// `Err` when the value is not a comma-separated list of tokens.
-    pub fn add(&mut self, value: &[u8]) -> Result<(), ()> {
+    pub fn add(&mut self, value: &[u8]) -> Result<(), NotTokens> {
         for token in connection_tokens(value) {
-            let token = token?;
+            let token = token.map_err(|()| NotTokens)?;
             if token.eq_ignore_ascii_case(b"close") {
                 self.close = true;
             } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -313,6 +312,10 @@ impl ConnectionTokens {
         Ok(())
     }
 }
+
+/// A `Connection` value that is not a list of tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotTokens;
 
 /// The tokens of a `Connection` value (RFC 9110 §7.6.1); empty list
 /// elements are skipped, anything that is not a token is an error.
@@ -400,7 +403,7 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseH
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             codings.add(field.value);
         } else if name.eq_ignore_ascii_case(b"connection") {
-            conn.add(field.value).map_err(|()| BadResponse)?;
+            conn.add(field.value).map_err(|_| BadResponse)?;
         }
     }
     let framing = response_framing(status, head_request, length, &codings, version)?;
@@ -484,7 +487,12 @@ pub fn write_response_head(
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::None if head.framing == Framing::None && head.status != 204 && head.status != 304 && !(100..200).contains(&head.status) => {
+        Framing::None
+            if head.framing == Framing::None
+                && head.status != 204
+                && head.status != 304
+                && !(100..200).contains(&head.status) =>
+        {
             // A HEAD answer keeps the length the upstream announced.
             if let Some(n) = announced_length(parsed.headers) {
                 out.extend_from_slice(b"content-length: ");
@@ -519,7 +527,8 @@ pub fn named_by_connection<'a>(
     for (name, value) in fields {
         if name.eq_ignore_ascii_case(b"connection") {
             for token in connection_tokens(value).flatten() {
-                if !token.eq_ignore_ascii_case(b"close") && !token.eq_ignore_ascii_case(b"keep-alive")
+                if !token.eq_ignore_ascii_case(b"close")
+                    && !token.eq_ignore_ascii_case(b"keep-alive")
                 {
                     out.push(token);
                 }
@@ -577,14 +586,23 @@ pub enum Chunked {
     /// Reading a chunk-size line; `line` bytes of it so far. `ext`: 0 in
     /// the size, 1 in white space after it (only `;` may follow), 2 in the
     /// extensions.
-    Size { size: u64, digits: u8, ext: u8, line: usize },
+    Size {
+        size: u64,
+        digits: u8,
+        ext: u8,
+        line: usize,
+    },
     /// Saw CR after the size line.
     SizeLf(u64),
     Data(u64),
     DataCr,
     DataLf,
     /// In the trailer section: `line` bytes of the current field, `total` so far.
-    Trailer { line: usize, total: usize, cr: bool },
+    Trailer {
+        line: usize,
+        total: usize,
+        cr: bool,
+    },
     Done,
 }
 
@@ -611,7 +629,10 @@ impl Chunked {
     /// Consumes bytes from `input`, returning how many were consumed and the
     /// data range (within `input`) found, if any. Call again with the rest
     /// until everything is consumed or the body is done.
-    pub fn step(&mut self, input: &[u8]) -> Result<(usize, Option<std::ops::Range<usize>>), BadChunk> {
+    pub fn step(
+        &mut self,
+        input: &[u8],
+    ) -> Result<(usize, Option<std::ops::Range<usize>>), BadChunk> {
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
@@ -761,14 +782,26 @@ mod tests {
     fn request_framing_rules() {
         let ok = |f: &str| format!("POST / HTTP/1.1\r\nHost: a\r\n{f}\r\n");
         assert_eq!(framing(&ok("")), Ok(Framing::None));
-        assert_eq!(framing(&ok("Content-Length: 5\r\n")), Ok(Framing::Length(5)));
-        assert_eq!(framing(&ok("Content-Length: 5, 5\r\n")), Ok(Framing::Length(5)));
+        assert_eq!(
+            framing(&ok("Content-Length: 5\r\n")),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(
+            framing(&ok("Content-Length: 5, 5\r\n")),
+            Ok(Framing::Length(5))
+        );
         assert_eq!(
             framing(&ok("Content-Length: 5\r\nContent-Length: 5\r\n")),
             Ok(Framing::Length(5))
         );
-        assert_eq!(framing(&ok("Transfer-Encoding: chunked\r\n")), Ok(Framing::Chunked));
-        assert_eq!(framing(&ok("Transfer-Encoding: CHUNKED\r\n")), Ok(Framing::Chunked));
+        assert_eq!(
+            framing(&ok("Transfer-Encoding: chunked\r\n")),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(
+            framing(&ok("Transfer-Encoding: CHUNKED\r\n")),
+            Ok(Framing::Chunked)
+        );
         for bad in [
             "Content-Length: 5\r\nContent-Length: 6\r\n",
             "Content-Length: 5, 6\r\n",
@@ -810,7 +843,10 @@ mod tests {
 
     #[test]
     fn host_connection_expect_connect() {
-        assert!(matches!(req("GET / HTTP/1.1\r\n\r\n"), Err(BadRequest::Host)));
+        assert!(matches!(
+            req("GET / HTTP/1.1\r\n\r\n"),
+            Err(BadRequest::Host)
+        ));
         assert!(matches!(
             req("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
             Err(BadRequest::Host)
@@ -843,7 +879,9 @@ mod tests {
 
     #[test]
     fn limits() {
-        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X-{i}: v\r\n")).collect();
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
         assert!(matches!(
             req(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")),
             Err(BadRequest::TooLarge)
@@ -906,19 +944,37 @@ mod tests {
             b"5 5\r\nhello\r\n",
             b"0\r\nX: 1\n\r\n",
         ] {
-            assert_eq!(decode(bad), Err(BadChunk), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                decode(bad),
+                Err(BadChunk),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn response_framing_rules() {
         let p = |raw: &str, head: bool| parse_response(raw.as_bytes(), head).unwrap().unwrap();
-        assert_eq!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false).framing, Framing::Length(3));
-        assert_eq!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).framing, Framing::None);
-        assert_eq!(p("HTTP/1.1 204 No\r\n\r\n", false).framing, Framing::None);
-        assert_eq!(p("HTTP/1.1 304 NM\r\nContent-Length: 9\r\n\r\n", false).framing, Framing::None);
         assert_eq!(
-            p("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", false).framing,
+            p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false).framing,
+            Framing::Length(3)
+        );
+        assert_eq!(
+            p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).framing,
+            Framing::None
+        );
+        assert_eq!(p("HTTP/1.1 204 No\r\n\r\n", false).framing, Framing::None);
+        assert_eq!(
+            p("HTTP/1.1 304 NM\r\nContent-Length: 9\r\n\r\n", false).framing,
+            Framing::None
+        );
+        assert_eq!(
+            p(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                false
+            )
+            .framing,
             Framing::Chunked
         );
         let r = p("HTTP/1.1 200 OK\r\n\r\n", false);
@@ -926,7 +982,11 @@ mod tests {
         assert!(r.close);
         assert!(p("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).close);
         assert!(!p("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", false).close);
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_err());
+        assert!(parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false
+        )
+        .is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
     }
 

@@ -653,9 +653,7 @@ impl App {
                     }
                 }
             }
-            Route::Callback(id) if get_like => {
-                self.callback(req, ctx, id, query.as_deref()).await
-            }
+            Route::Callback(id) if get_like => self.callback(req, ctx, id, query.as_deref()).await,
             Route::SignOut if get_like || method == Method::POST => {
                 ctx.outcome = "sign_out";
                 let rd = query.as_deref().and_then(|q| {
@@ -710,10 +708,7 @@ impl App {
                     unauthenticated_json()
                 }
             },
-            Route::Auth => match app
-                .decide_auth(req, client)
-                .await
-            {
+            Route::Auth => match app.decide_auth(req, client).await {
                 AuthVerdict::StoreUnavailable => {
                     ctx.outcome = "session_store_unavailable";
                     store_unavailable(true, flow::SIGN_IN)
@@ -981,7 +976,10 @@ fn forbidden(app: &App, id: &Identity, rd: &str, denial: &Denial) -> Reply {
 
 /// The client's IP address (none on a Unix socket).
 fn client_ip(session: &Session) -> Option<IpAddr> {
-    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
 }
 
 /// The client closed or broke its connection: nobody is left to answer.

@@ -39,11 +39,23 @@ pub use self::store::{SessionStore, Unavailable};
 #[derive(Clone, Debug)]
 pub struct SessionCodec {
     sealer: Sealer,
+    /// Unique per codec built in this process: caches of opened sessions
+    /// (store.rs) never serve one codec's result to another (a reload
+    /// with other keys).
+    generation: u64,
 }
 
 impl SessionCodec {
     pub fn new(sealer: Sealer) -> Self {
-        SessionCodec { sealer }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        SessionCodec {
+            sealer,
+            generation: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The underlying sealer.

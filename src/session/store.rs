@@ -103,7 +103,7 @@ impl SessionStore {
         sealed: &str,
     ) -> Result<Option<Found>, Unavailable> {
         match self {
-            SessionStore::Cookie => Ok(codec.open_identity_until(name, sealed)),
+            SessionStore::Cookie => Ok(opened::get_or_open(codec, name, sealed)),
             SessionStore::Redis(redis) => {
                 let Some((ticket, _)) = open_ticket(codec, name, sealed, unix_now()) else {
                     return Ok(None);
@@ -204,6 +204,25 @@ mod tests {
     }
 
     #[test]
+    fn opened_cookie_sessions_are_cached_per_codec() {
+        let c = codec();
+        let sealed = c.seal_identity(NAME, &identity(), Duration::from_secs(60));
+        let first = opened::get_or_open(&c, NAME, &sealed).expect("opens");
+        assert_eq!(first.0, identity());
+        // Served again (from the cache) for the same codec and name only.
+        assert_eq!(opened::get_or_open(&c, NAME, &sealed), Some(first));
+        assert_eq!(opened::get_or_open(&c, "_other", &sealed), None);
+        // Another codec (a reload with another key) never gets this entry.
+        assert_eq!(opened::get_or_open(&codec(), NAME, &sealed), None);
+        // A tampered value is not a hit either.
+        let mut tampered = sealed.clone().into_bytes();
+        let at = tampered.len() / 2;
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert_eq!(opened::get_or_open(&c, NAME, &tampered), None);
+    }
+
+    #[test]
     fn tickets_round_trip_and_expire() {
         let c = codec();
         let now = unix_now();
@@ -279,5 +298,63 @@ mod tests {
         assert_eq!(store.open(&c, NAME, "forged").await, Ok(None));
         assert_eq!(store.end(&c, NAME, &value).await, Ok(()));
         assert!(store.accepts_sign_ins() && store.readiness().is_ok());
+    }
+}
+
+/// Cookie sessions opened recently on this thread, keyed by the cookie
+/// value: a browser sends the same cookie with every request, and a hash
+/// lookup is cheaper than an AES-GCM open and a decode (issue 12). Only for
+/// the cookie store: such a session cannot be revoked before its expiry
+/// anyway, so the cache changes nothing about who gets in. (Redis sessions
+/// go through the store's own cache, which revocations clear.)
+mod opened {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use super::{unix_now, Found, SessionCodec};
+
+    /// Entries per thread; when full, the map starts over (no LRU
+    /// bookkeeping on the hot path).
+    const CAPACITY: usize = 4096;
+
+    struct Entry {
+        /// The codec (keys) that opened it: a new configuration's codec
+        /// never takes an entry of the old one.
+        codec: u64,
+        name: Box<str>,
+        found: Found,
+    }
+
+    thread_local! {
+        static OPENED: RefCell<HashMap<Box<str>, Entry>> = RefCell::new(HashMap::new());
+    }
+
+    pub(super) fn get_or_open(codec: &SessionCodec, name: &str, sealed: &str) -> Option<Found> {
+        let id = codec.generation();
+        let now = unix_now();
+        let hit = OPENED.with(|m| {
+            let m = m.borrow();
+            let e = m.get(sealed)?;
+            (e.codec == id && &*e.name == name && e.found.1 > now).then(|| e.found.clone())
+        });
+        if hit.is_some() {
+            return hit;
+        }
+        let found = codec.open_identity_until(name, sealed)?;
+        OPENED.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() >= CAPACITY {
+                m.clear();
+            }
+            m.insert(
+                sealed.into(),
+                Entry {
+                    codec: id,
+                    name: name.into(),
+                    found: found.clone(),
+                },
+            );
+        });
+        Some(found)
     }
 }

@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod common;
 mod facebook;
+mod fastpath;
 mod forward_auth;
 mod frameworks;
 mod gate;
