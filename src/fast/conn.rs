@@ -46,6 +46,8 @@ struct Worker {
     header_timeout: Duration,
     /// `server.idle_timeout`: an idle keep-alive connection closes after it.
     idle_timeout: Duration,
+    /// `Host` for requests that came without one (HTTP/1.0).
+    public_host: http::HeaderValue,
     draining: Cell<bool>,
     shutdown: ShutdownWatch,
 }
@@ -83,6 +85,7 @@ pub(super) fn run_thread(
             read_timeout: up.read_timeout,
             header_timeout: app.settings().server.header_timeout,
             idle_timeout: app.settings().server.idle_timeout,
+            public_host: public_host(&app.settings().server.public_url),
             draining: Cell::new(false),
             shutdown: shutdown.clone(),
             app,
@@ -122,6 +125,15 @@ pub(super) fn run_thread(
     });
     // Connections still open end with the runtime (pingora's grace period
     // has passed by the time the process exits).
+}
+
+fn public_host(url: &url::Url) -> http::HeaderValue {
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        (None, _) => String::new(),
+    };
+    http::HeaderValue::try_from(host).unwrap_or_else(|_| http::HeaderValue::from_static("localhost"))
 }
 
 enum HeadError {
@@ -434,6 +446,11 @@ async fn proxy(
 ) -> (u16, bool, Option<&'static str>) {
     let app = &*w.app;
     strip_hop_by_hop(req);
+    if !req.headers.contains_key(http::header::HOST) {
+        // HTTP/1.0 without Host: we speak HTTP/1.1 upstream, which needs
+        // one; the app gets the site's own name.
+        let _ = req.insert_header(http::header::HOST, w.public_host.clone());
+    }
     if app
         .prepare_upstream_request(Some(ip), req, ctx.identity.as_ref())
         .is_err()
@@ -490,6 +507,21 @@ async fn proxy(
             Err(Failure::Stale) if attempt == 1 => continue,
             Err(Failure::Stale) => return upstream_failed(w, client, ex, ctx, "closed").await,
             Err(Failure::Upstream(why)) => return upstream_failed(w, client, ex, ctx, why).await,
+            Err(Failure::Client("bad_chunk")) => {
+                // A broken chunked body, found before any answer: 400.
+                ctx.outcome = "bad_request";
+                let reply = Reply::html(
+                    400,
+                    pages::error_page(
+                        400,
+                        "Bad request",
+                        "The request body is not valid chunked encoding.",
+                        "/",
+                    ),
+                );
+                let _ = client.write_all(&reply.encode(ex.head_only, true)).await;
+                return (400, false, Some("bad_chunk"));
+            }
             Err(Failure::Client(why)) => return (0, false, Some(why)),
             Err(Failure::Midway(why)) => {
                 ctx.outcome = "proxy_error";
