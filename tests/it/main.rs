@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod common;
+mod examples_compose;
 mod facebook;
 mod forward_auth;
 mod frameworks;
