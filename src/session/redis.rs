@@ -317,6 +317,9 @@ struct Sentinels {
     /// One connection per Sentinel, made when first needed, dropped after
     /// an error.
     connections: tokio::sync::Mutex<Vec<Option<MultiplexedConnection>>>,
+    /// The Sentinel that answered last: asked first next time, so that an
+    /// unreachable one early in the list costs one timeout, not one per check.
+    preferred: std::sync::atomic::AtomicUsize,
     name: String,
     tls: bool,
     settings: RedisConnectionInfo,
@@ -337,6 +340,7 @@ impl Sentinels {
         }
         Ok(Sentinels {
             connections: tokio::sync::Mutex::new(vec![None; sentinels.len()]),
+            preferred: std::sync::atomic::AtomicUsize::new(0),
             sentinels,
             name: name.to_owned(),
             tls: urls.iter().any(|u| u.expose().starts_with("rediss://")),
@@ -345,12 +349,18 @@ impl Sentinels {
         })
     }
 
-    /// `host:port` of the master, from the first Sentinel (in the
-    /// configured order) that can name it.
+    /// `host:port` of the master, from the first Sentinel that can name
+    /// it: the one that answered last, then the others in the configured
+    /// order.
     async fn ask(&self) -> Result<String, String> {
         let mut connections = self.connections.lock().await;
         let mut why = "no Sentinel".to_owned();
-        for (client, slot) in self.sentinels.iter().zip(connections.iter_mut()) {
+        let first = self.preferred.load(Ordering::Relaxed);
+        let order = std::iter::once(first).chain((0..self.sentinels.len()).filter(|&i| i != first));
+        for i in order {
+            let (Some(client), Some(slot)) = (self.sentinels.get(i), connections.get_mut(i)) else {
+                continue;
+            };
             if slot.is_none() {
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -374,11 +384,12 @@ impl Sentinels {
                 .await;
             match named {
                 Ok(Some((host, port))) => {
+                    self.preferred.store(i, Ordering::Relaxed);
                     return Ok(if host.contains(':') {
                         format!("[{host}]:{port}")
                     } else {
                         format!("{host}:{port}")
-                    })
+                    });
                 }
                 Ok(None) => why = format!("a Sentinel does not know {:?}", self.name),
                 Err(e) => {
@@ -808,7 +819,9 @@ impl RedisStore {
             }
             return;
         };
-        let named = tokio::time::timeout(OP_TIMEOUT, sentinels.master_client()).await;
+        // Each unreachable Sentinel may cost a connection timeout.
+        let patience = OP_TIMEOUT + CONNECT_TIMEOUT * sentinels.sentinels.len() as u32;
+        let named = tokio::time::timeout(patience, sentinels.master_client()).await;
         let (address, client) = match named {
             Ok(Ok(named)) => named,
             Ok(Err(why)) => {
@@ -1217,6 +1230,48 @@ mod tests {
         ] {
             assert_eq!(Invalidation::decode(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sentinel_master_gets_the_first_urls_credentials_and_database() {
+        let urls = [
+            config::RedisUrl::new("redis://u:pw@10.0.0.1:26379/3".to_owned()),
+            config::RedisUrl::new("redis://10.0.0.2:26379".to_owned()),
+        ];
+        let s = Sentinels::new(&urls, "mymaster").expect("sentinels");
+        // The Sentinels themselves: their own credentials, no database.
+        let first = s.sentinels[0].get_connection_info();
+        assert_eq!(first.redis_settings().db(), 0);
+        assert_eq!(first.redis_settings().password(), Some("pw"));
+        assert_eq!(
+            s.sentinels[1]
+                .get_connection_info()
+                .redis_settings()
+                .password(),
+            None
+        );
+        for (address, host) in [("10.0.0.9:6380", "10.0.0.9"), ("[::1]:6380", "::1")] {
+            let master = s.client_for(address).expect("master client");
+            let info = master.get_connection_info();
+            assert!(
+                matches!(info.addr(), redis::ConnectionAddr::Tcp(h, 6380) if h == host),
+                "{address}: {:?}",
+                info.addr()
+            );
+            assert_eq!(info.redis_settings().db(), 3);
+            assert_eq!(info.redis_settings().username(), Some("u"));
+            assert_eq!(info.redis_settings().password(), Some("pw"));
+        }
+        let tls = Sentinels::new(
+            &[config::RedisUrl::new("rediss://10.0.0.1:26379".to_owned())],
+            "m",
+        )
+        .expect("sentinels");
+        let master = tls.client_for("10.0.0.9:6380").expect("master client");
+        assert!(matches!(
+            master.get_connection_info().addr(),
+            redis::ConnectionAddr::TcpTls { .. }
+        ));
     }
 
     #[test]
