@@ -356,9 +356,10 @@ impl Sentinels {
         let mut connections = self.connections.lock().await;
         let mut why = "no Sentinel".to_owned();
         let first = self.preferred.load(Ordering::Relaxed);
-        let order = std::iter::once(first).chain((0..self.sentinels.len()).filter(|&i| i != first));
-        for i in order {
-            let (Some(client), Some(slot)) = (self.sentinels.get(i), connections.get_mut(i)) else {
+        let others = (0..self.sentinels.len()).filter(|&i| i != first);
+        for i in std::iter::once(first).chain(others) {
+            let client = self.sentinels.get(i);
+            let (Some(client), Some(slot)) = (client, connections.get_mut(i)) else {
                 continue;
             };
             if slot.is_none() {
