@@ -1201,3 +1201,60 @@ async fn cluster_sign_in_out_and_revocation() {
     let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
 }
+
+/// Sentinel or Cluster unreachable at start-up: the proxy starts, `/readyz` says why without
+/// naming an address, and a sign-in is a clean 503 before any trip to the provider.
+#[tokio::test]
+async fn sentinel_or_cluster_unreachable_at_start_up_is_a_clean_503() {
+    test_redis::require!();
+    let dead: Vec<u16> = (0..3).map(|_| harness::free_port()).collect();
+    let site = Site::start_with(2, |i| {
+        if i == 0 {
+            format!(
+                "redis_sentinel_urls = [\"redis://127.0.0.1:{}\", \"redis://127.0.0.1:{}\"]\nredis_sentinel_master = \"m\"\n",
+                dead[0], dead[1]
+            )
+        } else {
+            let urls: Vec<String> = dead
+                .iter()
+                .map(|p| format!("\"redis://127.0.0.1:{p}\""))
+                .collect();
+            format!("redis_cluster_urls = [{}]\n", urls.join(", "))
+        }
+    })
+    .await;
+    for (r, reason) in [
+        (&site.replicas[0], "no master from the Sentinels"),
+        (&site.replicas[1], "session store: Redis is unreachable"),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let why = loop {
+            let resp = harness::client()
+                .get(r.admin_url("/readyz"))
+                .send()
+                .await
+                .expect("readyz");
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let body = resp.text().await.unwrap_or_default();
+            if body.contains(reason) || Instant::now() > deadline {
+                break body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(why.contains(reason), "{why}");
+        assert!(
+            dead.iter().all(|p| !why.contains(&p.to_string())),
+            "no address in /readyz: {why}"
+        );
+        let hits = site.google.authorize_hits();
+        let mut b = Browser::new();
+        let picker = b.follow(&r.url("/dashboard"), 3).await;
+        assert_eq!(picker.status(), StatusCode::OK, "the picker still works");
+        let link = picker_link(&picker.text().await.unwrap_or_default(), "google");
+        let resp = b.get(&r.url(&link)).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(site.google.authorize_hits(), hits);
+        let logs = r.proxy.logs();
+        assert!(!logs.contains("panicked"), "{logs}");
+    }
+}
