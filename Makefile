@@ -1,5 +1,5 @@
 # The two commands of the README's quick start: `make demo` and `make test`.
-.PHONY: demo test fuzz bench lint unit check-configs
+.PHONY: demo test fuzz bench lint unit check-configs check-examples
 
 demo:
 	@bash scripts/install-deps build
@@ -19,3 +19,9 @@ fuzz:
 # Not part of the tests: the load benchmark of BENCHMARKS.md (a few minutes).
 bench:
 	bash scripts/bench
+
+# Not part of the tests: examples/compose and examples/kubernetes against
+# their schemas (PyPI tools in a virtualenv), `portcullis check` of their
+# configs, and the compose topology without containers (see examples/README.md).
+check-examples:
+	bash scripts/check-examples

@@ -69,10 +69,8 @@ fn in_redis(codec: &SessionCodec, id: &Identity, url: &str, prefix: &str) -> Str
         .map_err(|e| e.to_string())
         .and_then(|rt| {
             rt.block_on(async {
-                let mut con = redis::connect_url(url).await?;
-                pipe.query_async::<()>(&mut con)
-                    .await
-                    .map_err(|e| redis::describe(&e))
+                let con = redis::connect_url(url).await?;
+                redis::put(con, pipe).await.map_err(|e| redis::describe(&e))
             })
         });
     if let Err(e) = stored {

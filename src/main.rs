@@ -99,14 +99,14 @@ fn sessions(settings: &config::Settings, action: SessionsAction) -> ExitCode {
     };
     let keys = redis::Keys::new(&store.key_prefix);
     let result = runtime.block_on(async {
-        let mut con = redis::connect_once(store).await?;
+        let con = redis::connect_once(store).await?;
         match action {
             SessionsAction::List { user } => {
-                redis::list(&mut con, &keys, &user, portcullis::session::unix_now())
+                redis::list(con, &keys, &user, portcullis::session::unix_now())
                     .await
                     .map(|list| serde_json::to_string(&list).unwrap_or_default())
             }
-            SessionsAction::Revoke { user } => redis::revoke(&mut con, &keys, &user)
+            SessionsAction::Revoke { user } => redis::revoke(con, &keys, &user)
                 .await
                 .map(|(n, _)| serde_json::json!({ "revoked": n }).to_string()),
         }
@@ -120,7 +120,7 @@ fn sessions(settings: &config::Settings, action: SessionsAction) -> ExitCode {
         Err(why) => {
             eprintln!(
                 "portcullis: Redis at {} could not be used: {why}",
-                store.url.redacted()
+                store.target.redacted()
             );
             ExitCode::FAILURE
         }

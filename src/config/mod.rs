@@ -164,11 +164,45 @@ pub enum SessionStore {
 /// `store = "redis"`: where Redis is and how its keys are named.
 #[derive(Debug)]
 pub struct Redis {
-    /// `session.redis_url`: `redis://`, `rediss://` (TLS) or `redis+unix://`.
-    pub url: RedisUrl,
+    /// `session.redis_url`, `session.redis_sentinel_urls` +
+    /// `redis_sentinel_master`, or `session.redis_cluster_urls`: exactly one.
+    pub target: RedisTarget,
     /// `session.redis_key_prefix`, default `portcullis:`: every key and the
     /// invalidation channel start with it.
     pub key_prefix: String,
+}
+
+/// Which Redis: one server, a master found through Sentinel, or a Cluster.
+#[derive(Debug)]
+pub enum RedisTarget {
+    /// `session.redis_url`: `redis://`, `rediss://` (TLS) or `redis+unix://`.
+    Url(RedisUrl),
+    /// `session.redis_sentinel_urls` (`redis://` or `rediss://`, all the
+    /// same scheme) and `session.redis_sentinel_master`. The master is
+    /// reached with the user, password, database and TLS of the first URL.
+    Sentinel { urls: Vec<RedisUrl>, master: String },
+    /// `session.redis_cluster_urls`: some nodes of the cluster (`redis://` or
+    /// `rediss://`, all the same scheme and credentials, database 0).
+    Cluster(Vec<RedisUrl>),
+}
+
+impl RedisTarget {
+    /// Where Redis is, for log lines and errors: URLs without credentials.
+    pub fn redacted(&self) -> String {
+        let list = |urls: &[RedisUrl]| {
+            urls.iter()
+                .map(RedisUrl::redacted)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            RedisTarget::Url(url) => url.redacted(),
+            RedisTarget::Sentinel { urls, master } => {
+                format!("master {master:?} via Sentinel {}", list(urls))
+            }
+            RedisTarget::Cluster(urls) => format!("cluster {}", list(urls)),
+        }
+    }
 }
 
 /// A Redis URL. It may carry a password, so its `Debug` shows only the

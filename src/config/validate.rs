@@ -10,8 +10,8 @@ use url::{Host, Url};
 
 use super::reader::{Env, Issue, Reader, Section};
 use super::{
-    Facebook, HeaderNames, Provider, ProviderKind, Redis, RedisUrl, SameSite, Server, Session,
-    SessionStore, Settings, Tls, Twitter, Upstream, XProtocol,
+    Facebook, HeaderNames, Provider, ProviderKind, Redis, RedisTarget, RedisUrl, SameSite, Server,
+    Session, SessionStore, Settings, Tls, Twitter, Upstream, XProtocol,
 };
 use crate::session::seal::SessionKey;
 
@@ -398,12 +398,8 @@ fn session(r: &mut Reader, s: &mut Section, https: bool) -> Option<Session> {
     })
 }
 
-/// Not built yet: each is a config error rather than a setting silently ignored.
-const REDIS_LATER: [&str; 3] = [
-    "redis_cluster_urls",
-    "redis_sentinel_urls",
-    "redis_sentinel_master",
-];
+/// The keys that say where Redis is; exactly one with `store = "redis"`.
+const REDIS_WHERE: [&str; 3] = ["redis_url", "redis_sentinel_urls", "redis_cluster_urls"];
 
 /// `session.store` and the `redis_*` keys. `None` when something is wrong.
 fn session_store(r: &mut Reader, s: &mut Section) -> Option<SessionStore> {
@@ -416,49 +412,77 @@ fn session_store(r: &mut Reader, s: &mut Section) -> Option<SessionStore> {
             return None;
         }
     };
-    let mut ok = true;
-    for key in REDIS_LATER {
-        if s.contains(key) {
+    let present: Vec<&str> = REDIS_WHERE
+        .into_iter()
+        .chain(["redis_sentinel_master", "redis_key_prefix"])
+        .filter(|k| s.contains(k))
+        .collect();
+    if !redis {
+        for key in &present {
             r.discard(s, key);
             r.issue(
                 s.key(key),
-                "Redis Sentinel and Cluster are not available in this version yet; use redis_url",
+                "is only used with store = \"redis\"; set that or remove the key",
+            );
+        }
+        return present.is_empty().then_some(SessionStore::Cookie);
+    }
+    let mut ok = true;
+    let wheres: Vec<&str> = REDIS_WHERE
+        .into_iter()
+        .filter(|k| present.contains(k))
+        .collect();
+    match wheres.as_slice() {
+        [] => {
+            r.issue(
+                s.key("redis_url"),
+                "is required with store = \"redis\", e.g. \"redis://127.0.0.1:6379/0\" (or redis_sentinel_urls with redis_sentinel_master, or redis_cluster_urls)",
             );
             ok = false;
         }
-    }
-    let url_key = s.key("redis_url");
-    let url_present = s.contains("redis_url");
-    let url = r.string(s, "redis_url");
-    let prefix_key = s.key("redis_key_prefix");
-    let prefix_present = s.contains("redis_key_prefix");
-    let prefix = r.string(s, "redis_key_prefix");
-    if !redis {
-        for (present, key) in [(url_present, &url_key), (prefix_present, &prefix_key)] {
-            if present {
+        [_] => {}
+        [first, rest @ ..] => {
+            for key in rest {
                 r.issue(
-                    key,
-                    "is only used with store = \"redis\"; set that or remove the key",
+                    s.key(key),
+                    format!("cannot be used together with {first}; set only one of redis_url, redis_sentinel_urls, redis_cluster_urls"),
                 );
-                ok = false;
             }
+            ok = false;
         }
-        return ok.then_some(SessionStore::Cookie);
     }
-    if !url_present {
+    let target = match wheres.first().copied() {
+        Some("redis_sentinel_urls") => sentinel_target(r, s),
+        Some("redis_cluster_urls") => cluster_target(r, s),
+        _ => {
+            let url_key = s.key("redis_url");
+            r.string(s, "redis_url")
+                .and_then(|u| match check_redis_url(&u) {
+                    Ok(()) => Some(RedisTarget::Url(RedisUrl::new(u))),
+                    Err(why) => {
+                        r.issue(&url_key, why);
+                        None
+                    }
+                })
+        }
+    };
+    // Keys the chosen target did not read (a second "where", a master
+    // without Sentinel) were reported above or are reported here.
+    for key in REDIS_WHERE {
+        r.discard(s, key);
+    }
+    if s.contains("redis_sentinel_master") {
+        r.discard(s, "redis_sentinel_master");
         r.issue(
-            &url_key,
-            "is required with store = \"redis\", e.g. \"redis://127.0.0.1:6379/0\"",
+            s.key("redis_sentinel_master"),
+            "is only used with redis_sentinel_urls",
         );
+        ok = false;
     }
-    let url = url.and_then(|u| match check_redis_url(&u) {
-        Ok(()) => Some(RedisUrl::new(u)),
-        Err(why) => {
-            r.issue(&url_key, why);
-            None
-        }
-    });
-    let key_prefix = prefix.unwrap_or_else(|| "portcullis:".to_owned());
+    let prefix_key = s.key("redis_key_prefix");
+    let key_prefix = r
+        .string(s, "redis_key_prefix")
+        .unwrap_or_else(|| "portcullis:".to_owned());
     let prefix_ok = !key_prefix.is_empty()
         && key_prefix.len() <= 64
         && key_prefix.bytes().all(|b| b.is_ascii_graphic());
@@ -472,9 +496,103 @@ fn session_store(r: &mut Reader, s: &mut Section) -> Option<SessionStore> {
         return None;
     }
     Some(SessionStore::Redis(Redis {
-        url: url?,
+        target: target?,
         key_prefix,
     }))
+}
+
+/// The URLs of `redis_sentinel_urls` or `redis_cluster_urls`: each checked,
+/// TCP only, all with the same scheme (TLS or not). `None` after an issue.
+fn url_list(r: &mut Reader, s: &mut Section, key: &str, example: &str) -> Option<Vec<RedisUrl>> {
+    let path = s.key(key);
+    let urls = r.strings(s, key)?;
+    if urls.is_empty() {
+        r.issue(
+            &path,
+            format!("must list at least one URL, e.g. [{example:?}]"),
+        );
+        return None;
+    }
+    let mut ok = true;
+    for (i, url) in urls.iter().enumerate() {
+        let item = format!("{path}[{i}]");
+        if let Err(why) = check_redis_url(url) {
+            r.issue(item, why);
+            ok = false;
+        } else if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            r.issue(item, "must be redis:// or rediss:// (a TCP address)");
+            ok = false;
+        }
+    }
+    if ok {
+        let tls = urls.iter().filter(|u| u.starts_with("rediss://")).count();
+        if tls != 0 && tls != urls.len() {
+            r.issue(
+                &path,
+                "mixes redis:// and rediss://; use TLS for all of them or for none",
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| urls.into_iter().map(RedisUrl::new).collect())
+}
+
+fn sentinel_target(r: &mut Reader, s: &mut Section) -> Option<RedisTarget> {
+    let urls = url_list(r, s, "redis_sentinel_urls", "redis://10.0.0.1:26379");
+    let master_key = s.key("redis_sentinel_master");
+    let master = r.string(s, "redis_sentinel_master");
+    let master = match master {
+        None => {
+            r.issue(
+                &master_key,
+                "is required with redis_sentinel_urls: the name the Sentinels know the master by, e.g. \"mymaster\"",
+            );
+            None
+        }
+        Some(m) if m.is_empty() || m.len() > 128 || !m.bytes().all(|b| b.is_ascii_graphic()) => {
+            r.issue(
+                &master_key,
+                "must be 1-128 printable characters without spaces, e.g. \"mymaster\"",
+            );
+            None
+        }
+        Some(m) => Some(m),
+    };
+    Some(RedisTarget::Sentinel {
+        urls: urls?,
+        master: master?,
+    })
+}
+
+fn cluster_target(r: &mut Reader, s: &mut Section) -> Option<RedisTarget> {
+    let path = s.key("redis_cluster_urls");
+    let urls = url_list(r, s, "redis_cluster_urls", "redis://10.0.0.1:7000")?;
+    let mut ok = true;
+    for (i, url) in urls.iter().enumerate() {
+        let db = Url::parse(url.expose())
+            .map(|u| u.path().trim_matches('/').to_owned())
+            .unwrap_or_default();
+        if !(db.is_empty() || db == "0") {
+            r.issue(
+                format!("{path}[{i}]"),
+                "has a database number; a Redis Cluster has only database 0",
+            );
+            ok = false;
+        }
+    }
+    let credentials = |u: &RedisUrl| {
+        Url::parse(u.expose())
+            .map(|u| (u.username().to_owned(), u.password().map(str::to_owned)))
+            .ok()
+    };
+    if ok && urls.iter().any(|u| credentials(u) != credentials(&urls[0])) {
+        r.issue(
+            &path,
+            "the URLs have different users or passwords; a cluster's nodes share them",
+        );
+        ok = false;
+    }
+    ok.then_some(RedisTarget::Cluster(urls))
 }
 
 /// What is wrong with a Redis URL, in words that never repeat it (it may
@@ -1568,7 +1686,7 @@ allowed_users = []
 
     #[test]
     fn redis_store_keys_are_checked_each_with_its_key() {
-        use super::super::SessionStore;
+        use super::super::{RedisTarget, SessionStore};
         let with = |lines: &str| good().replace("[session]", &format!("[session]\n{lines}"));
         let cases: &[(&str, &str)] = &[
             ("store = \"redis\"", "session.redis_url"),
@@ -1597,15 +1715,48 @@ allowed_users = []
                 "session.redis_key_prefix",
             ),
             (
-                "store = \"redis\"\nredis_cluster_urls = [\"redis://10.0.0.1:7000\"]",
+                "store = \"redis\"\nredis_url = \"redis://h\"\nredis_cluster_urls = [\"redis://10.0.0.1:7000\"]",
                 "session.redis_cluster_urls",
             ),
             (
-                "store = \"redis\"\nredis_sentinel_urls = [\"redis://10.0.0.1:26379\"]\nredis_sentinel_master = \"m\"",
+                "store = \"redis\"\nredis_sentinel_urls = [\"redis://10.0.0.1:26379\"]",
                 "session.redis_sentinel_master",
             ),
             (
-                "store = \"redis\"\nredis_sentinel_urls = [\"redis://10.0.0.1:26379\"]",
+                "store = \"redis\"\nredis_url = \"redis://h\"\nredis_sentinel_master = \"m\"",
+                "session.redis_sentinel_master",
+            ),
+            (
+                "store = \"redis\"\nredis_sentinel_urls = [\"redis://10.0.0.1:26379\"]\nredis_sentinel_master = \"a b\"",
+                "session.redis_sentinel_master",
+            ),
+            (
+                "store = \"redis\"\nredis_sentinel_urls = [\"redis://a:26379\", \"rediss://b:26379\"]\nredis_sentinel_master = \"m\"",
+                "session.redis_sentinel_urls",
+            ),
+            ("store = \"redis\"\nredis_cluster_urls = []", "session.redis_cluster_urls"),
+            (
+                "store = \"redis\"\nredis_cluster_urls = \"redis://a:7000\"",
+                "session.redis_cluster_urls",
+            ),
+            (
+                "store = \"redis\"\nredis_cluster_urls = [\"redis+unix:///run/r.sock\"]",
+                "session.redis_cluster_urls[0]",
+            ),
+            (
+                "store = \"redis\"\nredis_cluster_urls = [\"redis://a:7000\", \"redis://b:7000/1\"]",
+                "session.redis_cluster_urls[1]",
+            ),
+            (
+                "store = \"redis\"\nredis_cluster_urls = [\"redis://:x@a:7000\", \"redis://:y@b:7000\"]",
+                "session.redis_cluster_urls",
+            ),
+            (
+                "redis_cluster_urls = [\"redis://a:7000\"]",
+                "session.redis_cluster_urls",
+            ),
+            (
+                "redis_sentinel_urls = [\"redis://a:26379\"]\nredis_sentinel_master = \"m\"",
                 "session.redis_sentinel_urls",
             ),
         ];
@@ -1620,15 +1771,6 @@ allowed_users = []
                 "{lines:?}: {got:?}"
             );
         }
-        // "not available yet" says so.
-        let got = issues(&with(
-            "store = \"redis\"\nredis_cluster_urls = [\"redis://a:1\"]",
-        ));
-        assert!(
-            got.iter()
-                .any(|l| l.contains("not available in this version yet")),
-            "{got:?}"
-        );
         // A password in a bad URL is never repeated.
         let got = issues(&with(
             "store = \"redis\"\nredis_url = \"redis://:hunter2pw@127.0.0.1:6379/x\"",
@@ -1655,17 +1797,46 @@ allowed_users = []
             let SessionStore::Redis(redis) = &s.session.store else {
                 panic!("{url}: not the redis store");
             };
-            assert_eq!(redis.url.expose(), url);
+            let RedisTarget::Url(got) = &redis.target else {
+                panic!("{url}: not one URL");
+            };
+            assert_eq!(got.expose(), url);
             assert_eq!(redis.key_prefix, "portcullis:");
-            assert!(
-                redis.url.redacted().starts_with(shown),
-                "{}",
-                redis.url.redacted()
-            );
+            assert!(got.redacted().starts_with(shown), "{}", got.redacted());
             let debug = format!("{:?}", s.session);
             assert!(!debug.contains("hunter2pw"), "{debug}");
         }
         let s = parse(&good(), &env).expect("valid");
         assert!(matches!(s.session.store, SessionStore::Cookie));
+
+        // Sentinel and Cluster.
+        let s = parse(
+            &with("store = \"redis\"\nredis_sentinel_urls = [\"redis://:hunter2pw@10.0.0.1:26379/2\", \"redis://10.0.0.2:26379\"]\nredis_sentinel_master = \"mymaster\""),
+            &env,
+        )
+        .unwrap_or_else(|e| panic!("sentinel: {:?}", e.lines()));
+        let SessionStore::Redis(redis) = &s.session.store else {
+            panic!("not the redis store");
+        };
+        let RedisTarget::Sentinel { urls, master } = &redis.target else {
+            panic!("not Sentinel: {:?}", redis.target);
+        };
+        assert_eq!((urls.len(), master.as_str()), (2, "mymaster"));
+        let shown = redis.target.redacted();
+        assert!(
+            shown.contains("\"mymaster\"") && shown.contains("10.0.0.2:26379"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2pw") && !format!("{:?}", s.session).contains("hunter2pw"));
+        let s = parse(
+            &with("store = \"redis\"\nredis_cluster_urls = [\"rediss://:hunter2pw@a:7000\", \"rediss://:hunter2pw@b:7000/0\"]"),
+            &env,
+        )
+        .unwrap_or_else(|e| panic!("cluster: {:?}", e.lines()));
+        let SessionStore::Redis(redis) = &s.session.store else {
+            panic!("not the redis store");
+        };
+        assert!(matches!(&redis.target, RedisTarget::Cluster(urls) if urls.len() == 2));
+        assert!(!redis.target.redacted().contains("hunter2pw"));
     }
 }

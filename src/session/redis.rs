@@ -15,6 +15,16 @@
 //! (thread `portcullis-redis`); the proxy's threads only wait for the
 //! answer, and a fresh cache entry costs them no await at all.
 //!
+//! Where Redis is (`redis_url`, `redis_sentinel_urls`, `redis_cluster_urls`):
+//! one server through a connection manager that reconnects by itself; the
+//! master named by Sentinel, followed across failovers (the health task asks
+//! `ROLE` and, when the answer is not "master", asks the Sentinels again,
+//! and the invalidation channel is subscribed again on the new master); or a
+//! Cluster through the cluster client (which follows slots and reconnects by
+//! itself), with the channel subscribed on any one node (Cluster pub/sub
+//! reaches every node). No command touches two keys at once, so no key
+//! needs a hash tag: the few multi-key operations are split by key.
+//!
 //! Failure handling: a background task pings Redis every
 //! [`HEALTH_EVERY`] and records whether it is reachable; the request path
 //! does not try Redis while it is known to be down. A cache entry is
@@ -28,15 +38,22 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Client, Cmd, IntoConnectionInfo as _, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
+    Value,
+};
 use serde::Serialize;
 use tokio::runtime::Handle;
 
 use super::cache::{SessionCache, SessionId};
 use super::store::{Found, Unavailable};
 use super::unix_now;
-use crate::config;
+use crate::config::{self, RedisTarget};
 use crate::identity::Identity;
 
 /// Longest wait for one operation on the request path or the admin listener.
@@ -234,10 +251,248 @@ impl Health {
     }
 }
 
+/// A connection to Redis, whichever kind the configuration asks for; cheap
+/// to clone (each kind multiplexes one connection per server).
+#[derive(Clone)]
+pub enum Conn {
+    /// One server (or the Sentinel's master): reconnects by itself.
+    Manager(ConnectionManager),
+    /// One server, one attempt (the command line).
+    Direct(MultiplexedConnection),
+    /// A Redis Cluster: routes each command by its key's slot.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Manager(c) => c.req_packed_command(cmd),
+            Conn::Direct(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Manager(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Direct(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Manager(c) => c.get_db(),
+            Conn::Direct(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How this process reaches Redis.
+enum Backend {
+    /// `redis_url`.
+    Single(Client),
+    /// `redis_sentinel_urls` + `redis_sentinel_master`.
+    Sentinel(Sentinels),
+    /// `redis_cluster_urls`; `nodes` are the configured nodes, tried in
+    /// turn for the invalidation channel.
+    Cluster {
+        client: ClusterClient,
+        nodes: Vec<Client>,
+    },
+}
+
+/// The Sentinels, asked which server is the master. The master is
+/// reached with the user, password, database and TLS of the first URL; the
+/// Sentinels with their own URL's user and password (a Sentinel has no
+/// databases).
+struct Sentinels {
+    sentinels: Vec<Client>,
+    /// One connection per Sentinel, made when first needed, dropped after
+    /// an error.
+    connections: tokio::sync::Mutex<Vec<Option<MultiplexedConnection>>>,
+    /// The Sentinel that answered last: asked first next time, so that an
+    /// unreachable one early in the list costs one timeout, not one per check.
+    preferred: std::sync::atomic::AtomicUsize,
+    name: String,
+    tls: bool,
+    settings: RedisConnectionInfo,
+    /// The master in use (`host:port`, for log lines, and its client)
+    /// once the Sentinels named one.
+    master: Mutex<Option<(String, Client)>>,
+}
+
+impl Sentinels {
+    fn new(urls: &[config::RedisUrl], name: &str) -> redis::RedisResult<Sentinels> {
+        let mut sentinels = Vec::with_capacity(urls.len());
+        let mut settings = None;
+        for url in urls {
+            let info = url.expose().into_connection_info()?;
+            settings.get_or_insert_with(|| info.redis_settings().clone());
+            let plain = info.redis_settings().clone().set_db(0);
+            sentinels.push(Client::open(info.set_redis_settings(plain))?);
+        }
+        Ok(Sentinels {
+            connections: tokio::sync::Mutex::new(vec![None; sentinels.len()]),
+            preferred: std::sync::atomic::AtomicUsize::new(0),
+            sentinels,
+            name: name.to_owned(),
+            tls: urls.iter().any(|u| u.expose().starts_with("rediss://")),
+            settings: settings.unwrap_or_default(),
+            master: Mutex::new(None),
+        })
+    }
+
+    /// `host:port` of the master, from the first Sentinel that can name
+    /// it: the one that answered last, then the others in the configured
+    /// order.
+    async fn ask(&self) -> Result<String, String> {
+        let mut connections = self.connections.lock().await;
+        let mut why = "no Sentinel".to_owned();
+        let first = self.preferred.load(Ordering::Relaxed);
+        let others = (0..self.sentinels.len()).filter(|&i| i != first);
+        for i in std::iter::once(first).chain(others) {
+            let client = self.sentinels.get(i);
+            let (Some(client), Some(slot)) = (client, connections.get_mut(i)) else {
+                continue;
+            };
+            if slot.is_none() {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(CONNECT_TIMEOUT));
+                match client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                {
+                    Ok(con) => *slot = Some(con),
+                    Err(e) => {
+                        why = describe(&e);
+                        continue;
+                    }
+                }
+            }
+            let Some(con) = slot.as_mut() else { continue };
+            let named = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(&self.name)
+                .query_async::<Option<(String, u16)>>(con)
+                .await;
+            match named {
+                Ok(Some((host, port))) => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(if host.contains(':') {
+                        format!("[{host}]:{port}")
+                    } else {
+                        format!("{host}:{port}")
+                    });
+                }
+                Ok(None) => why = format!("a Sentinel does not know {:?}", self.name),
+                Err(e) => {
+                    why = describe(&e);
+                    *slot = None;
+                }
+            }
+        }
+        Err(why)
+    }
+
+    /// A client for the master at `address` (`host:port`).
+    fn client_for(&self, address: &str) -> redis::RedisResult<Client> {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let info = format!("{scheme}://{address}")
+            .into_connection_info()?
+            .set_redis_settings(self.settings.clone());
+        Client::open(info)
+    }
+
+    /// The master's address and a client for it, asking the Sentinels.
+    async fn master_client(&self) -> Result<(String, Client), String> {
+        let address = self.ask().await?;
+        let client = self.client_for(&address).map_err(|e| describe(&e))?;
+        Ok((address, client))
+    }
+}
+
+fn cluster_config() -> ClusterConfig {
+    ClusterConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(CONNECT_TIMEOUT)
+}
+
+impl Backend {
+    fn new(target: &RedisTarget) -> redis::RedisResult<Backend> {
+        Ok(match target {
+            RedisTarget::Url(url) => Backend::Single(Client::open(url.expose())?),
+            RedisTarget::Sentinel { urls, master } => {
+                Backend::Sentinel(Sentinels::new(urls, master)?)
+            }
+            RedisTarget::Cluster(urls) => Backend::Cluster {
+                client: ClusterClientBuilder::new(urls.iter().map(|u| u.expose()))
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(CONNECT_TIMEOUT)
+                    .build()?,
+                nodes: urls
+                    .iter()
+                    .map(|u| Client::open(u.expose()))
+                    .collect::<redis::RedisResult<_>>()?,
+            },
+        })
+    }
+
+    /// A fresh connection that connects when first used (never waits).
+    /// `None` while Sentinel has not named a master. Inside the runtime.
+    fn lazy_connection(&self) -> Option<Conn> {
+        let manager = |client: &Client| {
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
+                .ok()
+                .map(Conn::Manager)
+        };
+        match self {
+            Backend::Single(client) => manager(client),
+            Backend::Sentinel(sentinels) => sentinels
+                .master
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .and_then(|(_, client)| manager(client)),
+            Backend::Cluster { client, .. } => Some(Conn::Cluster(
+                client.get_pending_async_connection_with_config(cluster_config()),
+            )),
+        }
+    }
+
+    /// The server to subscribe to the invalidation channel on; `attempt`
+    /// picks among a cluster's configured nodes.
+    fn pubsub_client(&self, attempt: usize) -> Option<Client> {
+        match self {
+            Backend::Single(client) => Some(client.clone()),
+            Backend::Sentinel(sentinels) => sentinels
+                .master
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|(_, client)| client.clone()),
+            Backend::Cluster { nodes, .. } => nodes.get(attempt % nodes.len().max(1)).cloned(),
+        }
+    }
+}
+
 /// The Redis session store of this process.
 pub struct RedisStore {
-    client: Client,
-    manager: RwLock<ConnectionManager>,
+    backend: Backend,
+    /// The connection in use; `None` until Sentinel names a master.
+    conn: RwLock<Option<Conn>>,
+    /// Counts changes of the Sentinel's master: the invalidation channel is
+    /// subscribed again on the new one at once.
+    master_changes: tokio::sync::watch::Sender<u64>,
+    /// Wakes the health task at once (an answer that says the master moved).
+    recheck: tokio::sync::Notify,
     runtime: Handle,
     keys: Keys,
     cache: SessionCache,
@@ -262,7 +517,7 @@ impl std::fmt::Debug for RedisStore {
 /// Why the store could not be set up (before any connection is tried).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("session.redis_url: {0}")]
+    #[error("session: the Redis settings are not accepted by the client: {0}")]
     Client(String),
     #[error("cannot start the Redis thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -277,22 +532,32 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_number_of_retries(0)
 }
 
+/// Errors after which a Sentinel's master is asked about at once: the
+/// server is no longer the master, or cannot be reached.
+fn master_may_have_moved(e: &RedisError) -> bool {
+    matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+        || e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+}
+
 impl RedisStore {
     /// Sets the store up and starts its background tasks. Never waits for
     /// Redis: when it is down, the proxy starts anyway and says why in
     /// `/readyz`. Call it outside any async runtime.
     pub fn start(settings: &config::Redis) -> Result<Arc<RedisStore>, SetupError> {
-        let client =
-            Client::open(settings.url.expose()).map_err(|e| SetupError::Client(describe(&e)))?;
+        let backend =
+            Backend::new(&settings.target).map_err(|e| SetupError::Client(describe(&e)))?;
         let runtime = spawn_runtime().map_err(SetupError::Thread)?;
-        let manager = {
+        let conn = {
             let _inside = runtime.enter();
-            ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
-                .map_err(|e| SetupError::Client(describe(&e)))?
+            backend.lazy_connection()
         };
         let store = Arc::new(RedisStore {
-            client,
-            manager: RwLock::new(manager),
+            backend,
+            conn: RwLock::new(conn),
+            master_changes: tokio::sync::watch::Sender::new(0),
+            recheck: tokio::sync::Notify::new(),
             runtime: runtime.clone(),
             keys: Keys::new(&settings.key_prefix),
             cache: SessionCache::default(),
@@ -300,7 +565,7 @@ impl RedisStore {
                 state: AtomicU8::new(CONNECTING),
                 ever_up: AtomicBool::new(false),
                 why: Mutex::new("connecting".to_owned()),
-                shown: settings.url.redacted(),
+                shown: settings.target.redacted(),
             },
             subscribed: AtomicBool::new(false),
             revoked: AtomicU64::new(0),
@@ -311,37 +576,40 @@ impl RedisStore {
         Ok(store)
     }
 
-    fn connection(&self) -> ConnectionManager {
-        self.manager
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn connection(&self) -> Option<Conn> {
+        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// A fresh connection manager (after an error it does not recover from
-    /// by itself, such as a failed handshake).
+    /// A fresh connection (after an error it does not recover from by
+    /// itself, such as a failed handshake, or for a new master).
     fn renew_connection(&self) {
         let _inside = self.runtime.enter();
-        if let Ok(fresh) =
-            ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config())
-        {
-            *self.manager.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        if let Some(fresh) = self.backend.lazy_connection() {
+            *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
         }
     }
 
-    /// Runs `op` on the store's runtime with [`OP_TIMEOUT`]; any failure
-    /// marks Redis down and is [`Unavailable`].
-    async fn run<T, F>(&self, op: F) -> Result<T, Unavailable>
+    /// Runs `op` on a connection, on the store's runtime, with
+    /// [`OP_TIMEOUT`]; any failure marks Redis down and is [`Unavailable`].
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, Unavailable>
     where
         T: Send + 'static,
-        F: std::future::Future<Output = redis::RedisResult<T>> + Send + 'static,
+        F: FnOnce(Conn) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>> + Send + 'static,
     {
+        let Some(con) = self.connection() else {
+            return Err(Unavailable);
+        };
+        let op = op(con);
         let task = self
             .runtime
             .spawn(async move { tokio::time::timeout(OP_TIMEOUT, op).await });
         match task.await {
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(e))) => {
+                if matches!(self.backend, Backend::Sentinel(_)) && master_may_have_moved(&e) {
+                    self.recheck.notify_one();
+                }
                 if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
                     self.health.down(describe(&e));
                 } else {
@@ -410,9 +678,8 @@ impl RedisStore {
         }
         let epoch = self.cache.epoch();
         let key = self.keys.session(&id_hex(&id));
-        let mut con = self.connection();
         let fetched = self
-            .run(async move {
+            .run(|mut con| async move {
                 redis::cmd("EVAL")
                     .arg(FETCH_SCRIPT)
                     .arg(1)
@@ -449,11 +716,9 @@ impl RedisStore {
         if !self.is_usable() {
             return Err(Unavailable);
         }
-        let pipe = put_session(&self.keys, &id, identity, expires_at, unix_now());
+        let pipes = put_session(&self.keys, &id, identity, expires_at, unix_now());
         let epoch = self.cache.epoch();
-        let mut con = self.connection();
-        self.run(async move { pipe.query_async::<()>(&mut con).await })
-            .await?;
+        self.run(|con| put(con, pipes)).await?;
         self.cache
             .insert(epoch, id, identity.clone(), expires_at, Instant::now());
         Ok(())
@@ -467,21 +732,25 @@ impl RedisStore {
             None => return Ok(()),
         };
         let hex = id_hex(&id);
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL")
-            .arg(self.keys.session(&hex))
-            .ignore()
-            .cmd("ZREM")
-            .arg(self.keys.user(&user))
-            .arg(&hex)
-            .ignore()
-            .cmd("PUBLISH")
+        let mut del = redis::cmd("DEL");
+        del.arg(self.keys.session(&hex));
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(self.keys.user(&user)).arg(&hex);
+        let mut publish = redis::cmd("PUBLISH");
+        publish
             .arg(self.keys.channel())
-            .arg(Invalidation::SignOut(id).encode())
-            .ignore();
-        let mut con = self.connection();
+            .arg(Invalidation::SignOut(id).encode());
+        // Two keys in two slots (Cluster): one command each, sent together.
         let done = self
-            .run(async move { pipe.query_async::<()>(&mut con).await })
+            .run(|con| async move {
+                let (mut a, mut b) = (con.clone(), con.clone());
+                futures_util::try_join!(
+                    del.query_async::<()>(&mut a),
+                    zrem.query_async::<()>(&mut b)
+                )?;
+                let mut con = con;
+                publish.query_async::<()>(&mut con).await
+            })
             .await;
         self.cache.invalidate(&[id]);
         done
@@ -491,8 +760,7 @@ impl RedisStore {
     pub async fn list(&self, user: &str) -> Result<Vec<SessionInfo>, Unavailable> {
         let keys = self.keys.clone();
         let user = user.to_owned();
-        let mut con = self.connection();
-        self.run(async move { list(&mut con, &keys, &user, unix_now()).await })
+        self.run(|con| async move { list(con, &keys, &user, unix_now()).await })
             .await
     }
 
@@ -500,9 +768,8 @@ impl RedisStore {
     pub async fn revoke(&self, user: &str) -> Result<u64, Unavailable> {
         let keys = self.keys.clone();
         let user = user.to_owned();
-        let mut con = self.connection();
         let (count, ids) = self
-            .run(async move { revoke(&mut con, &keys, &user).await })
+            .run(|con| async move { revoke(con, &keys, &user).await })
             .await?;
         // Our own replica does not wait for the message.
         self.cache.invalidate(&ids);
@@ -513,6 +780,91 @@ impl RedisStore {
         self.cache.invalidate(message.ids());
         if let Invalidation::Revoke { count, .. } = message {
             self.revoked.fetch_add(*count, Ordering::Relaxed);
+        }
+    }
+
+    /// One health check: PING (one server, a cluster's primaries); with
+    /// Sentinel, which master the Sentinels name (switching to it when it
+    /// changed) and `ROLE` on it.
+    async fn check(&self) {
+        let Backend::Sentinel(sentinels) = &self.backend else {
+            let ping = match self.connection() {
+                Some(mut con) => {
+                    tokio::time::timeout(
+                        OP_TIMEOUT,
+                        redis::cmd("PING").query_async::<Value>(&mut con),
+                    )
+                    .await
+                }
+                None => Ok(Err(RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no connection",
+                )))),
+            };
+            match ping {
+                Ok(Ok(_)) => self.health.up(),
+                Ok(Err(e)) => {
+                    self.health.down(describe(&e));
+                    // I/O errors make a single server's manager reconnect
+                    // by itself; anything else (a failed handshake) would
+                    // stick, and a cluster connection that lost every node
+                    // is started afresh.
+                    if !e.is_io_error() || matches!(self.backend, Backend::Cluster { .. }) {
+                        self.renew_connection();
+                    }
+                }
+                Err(_) => {
+                    self.health.down("timed out".to_owned());
+                    self.renew_connection();
+                }
+            }
+            return;
+        };
+        // Each unreachable Sentinel may cost a connection timeout.
+        let patience = OP_TIMEOUT + CONNECT_TIMEOUT * sentinels.sentinels.len() as u32;
+        let named = tokio::time::timeout(patience, sentinels.master_client()).await;
+        let (address, client) = match named {
+            Ok(Ok(named)) => named,
+            Ok(Err(why)) => {
+                return self
+                    .health
+                    .down(format!("no master from the Sentinels: {why}"))
+            }
+            Err(_) => {
+                return self
+                    .health
+                    .down("no master from the Sentinels: timed out".to_owned())
+            }
+        };
+        let changed = {
+            let mut current = sentinels.master.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = current.as_ref().map(|(a, _)| a) != Some(&address);
+            if changed {
+                *current = Some((address.clone(), client));
+            }
+            changed
+        };
+        if changed {
+            self.renew_connection();
+            self.master_changes.send_modify(|n| *n += 1);
+            tracing::warn!(redis = %self.health.shown, master = %address, "session store: the Sentinels name this Redis master; using it");
+        }
+        let Some(mut con) = self.connection() else {
+            return self.health.down("no master yet".to_owned());
+        };
+        let role = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("ROLE").query_async::<redis::Role>(&mut con),
+        )
+        .await;
+        match role {
+            Ok(Ok(redis::Role::Primary { .. })) => self.health.up(),
+            // A failover under way: the Sentinels will name the new master.
+            Ok(Ok(_)) => self.health.down(
+                "the server the Sentinels name is not a master (failover under way)".to_owned(),
+            ),
+            Ok(Err(e)) => self.health.down(describe(&e)),
+            Err(_) => self.health.down("timed out".to_owned()),
         }
     }
 }
@@ -531,33 +883,17 @@ fn spawn_runtime() -> std::io::Result<Handle> {
     Ok(handle)
 }
 
-/// Pings Redis every [`HEALTH_EVERY`] and records the answer.
+/// Checks Redis every [`HEALTH_EVERY`], and at once when an answer said
+/// the Sentinel's master may have moved.
 async fn watch_health(store: Arc<RedisStore>) {
     let mut ticks = tokio::time::interval(HEALTH_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
-        let mut con = store.connection();
-        let ping = tokio::time::timeout(
-            OP_TIMEOUT,
-            redis::cmd("PING").query_async::<String>(&mut con),
-        )
-        .await;
-        match ping {
-            Ok(Ok(_)) => store.health.up(),
-            Ok(Err(e)) => {
-                store.health.down(describe(&e));
-                // I/O errors make the manager reconnect by itself; anything
-                // else (a failed handshake) would stick: start afresh.
-                if !e.is_io_error() {
-                    store.renew_connection();
-                }
-            }
-            Err(_) => {
-                store.health.down("timed out".to_owned());
-                store.renew_connection();
-            }
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = store.recheck.notified() => {}
         }
+        store.check().await;
     }
 }
 
@@ -566,13 +902,26 @@ async fn watch_health(store: Arc<RedisStore>) {
 async fn subscribe(store: Arc<RedisStore>) {
     let channel = store.keys.channel();
     let mut lost = false;
+    let mut attempt = 0usize;
     loop {
-        let connected = tokio::time::timeout(OP_TIMEOUT, async {
-            let mut pubsub = store.client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, RedisError>(pubsub)
-        })
-        .await;
+        let mut master_changes = store.master_changes.subscribe();
+        master_changes.borrow_and_update();
+        let client = store.backend.pubsub_client(attempt);
+        attempt = attempt.wrapping_add(1);
+        let connected = match client {
+            Some(client) => {
+                tokio::time::timeout(OP_TIMEOUT, async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(&channel).await?;
+                    Ok::<_, RedisError>(pubsub)
+                })
+                .await
+            }
+            None => Ok(Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "no master yet",
+            )))),
+        };
         if let Ok(Ok(pubsub)) = connected {
             store.cache.clear();
             store.subscribed.store(true, Ordering::Release);
@@ -593,6 +942,10 @@ async fn subscribe(store: Arc<RedisStore>) {
                             None => tracing::warn!("session store: ignored a malformed message on the invalidation channel"),
                         }
                     }
+                    _ = master_changes.changed() => {
+                        // Sentinel named another master: subscribe there.
+                        break;
+                    }
                     _ = pings.tick() => {
                         let pong = tokio::time::timeout(
                             OP_TIMEOUT,
@@ -612,23 +965,25 @@ async fn subscribe(store: Arc<RedisStore>) {
     }
 }
 
-/// The commands that store a new session and index it under its user (one
-/// pipeline, one round trip).
+/// The commands that store a new session and index it under its user: one
+/// pipeline per key (a Cluster keeps them in different slots), sent
+/// together by [`put`].
 pub fn put_session(
     keys: &Keys,
     id: &SessionId,
     identity: &Identity,
     expires_at: u64,
     now: u64,
-) -> redis::Pipeline {
+) -> [redis::Pipeline; 2] {
     let hex = id_hex(id);
     let user = identity.user();
     let mut value = Vec::with_capacity(128);
     identity.encode(&mut value);
     let session_key = keys.session(&hex);
     let user_key = keys.user(&user);
-    let mut pipe = redis::pipe();
-    pipe.cmd("HSET")
+    let mut session = redis::pipe();
+    session
+        .cmd("HSET")
         .arg(&session_key)
         .arg("v")
         .arg(value)
@@ -646,7 +1001,9 @@ pub fn put_session(
         .cmd("EXPIREAT")
         .arg(&session_key)
         .arg(expires_at)
-        .ignore()
+        .ignore();
+    let mut index = redis::pipe();
+    index
         .cmd("ZADD")
         .arg(&user_key)
         .arg(expires_at)
@@ -669,12 +1026,23 @@ pub fn put_session(
         .arg(expires_at)
         .arg("GT")
         .ignore();
-    pipe
+    [session, index]
+}
+
+/// Sends the pipelines of [`put_session`] together (one round trip on a
+/// multiplexed connection).
+pub async fn put(con: Conn, [session, index]: [redis::Pipeline; 2]) -> redis::RedisResult<()> {
+    let (mut a, mut b) = (con.clone(), con);
+    futures_util::try_join!(
+        session.query_async::<()>(&mut a),
+        index.query_async::<()>(&mut b)
+    )?;
+    Ok(())
 }
 
 /// The user's live sessions, oldest first.
 pub async fn list(
-    con: &mut impl ConnectionLike,
+    con: Conn,
     keys: &Keys,
     user: &str,
     now: u64,
@@ -683,22 +1051,25 @@ pub async fn list(
         .arg(keys.user(user))
         .arg(format!("({now}"))
         .arg("+inf")
-        .query_async(con)
+        .query_async(&mut con.clone())
         .await?;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for id in &ids {
-        pipe.cmd("HMGET")
-            .arg(keys.session(id))
+    // One command per session key (each may be on another cluster node),
+    // all sent at once.
+    type Row = (Option<String>, Option<u64>, Option<u64>, Option<u64>);
+    let rows: Vec<Row> = futures_util::future::try_join_all(ids.iter().map(|id| {
+        let mut con = con.clone();
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(keys.session(id))
             .arg("provider")
             .arg("created")
             .arg("seen")
             .arg("exp");
-    }
-    type Row = (Option<String>, Option<u64>, Option<u64>, Option<u64>);
-    let rows: Vec<Row> = pipe.query_async(con).await?;
+        async move { cmd.query_async::<Row>(&mut con).await }
+    }))
+    .await?;
     let mut out: Vec<SessionInfo> = ids
         .into_iter()
         .zip(rows)
@@ -722,48 +1093,83 @@ pub async fn list(
 /// Deletes every session of the user and its index, then announces it on
 /// the channel. Returns how many sessions existed, and their ids.
 pub async fn revoke(
-    con: &mut impl ConnectionLike,
+    con: Conn,
     keys: &Keys,
     user: &str,
 ) -> redis::RedisResult<(u64, Vec<SessionId>)> {
     let user_key = keys.user(user);
+    let mut con = con;
     let hexes: Vec<String> = redis::cmd("ZRANGE")
         .arg(&user_key)
         .arg(0)
         .arg(-1)
-        .query_async(con)
+        .query_async(&mut con)
         .await?;
     let ids: Vec<SessionId> = hexes.iter().filter_map(|h| id_from_hex(h)).collect();
-    let mut pipe = redis::pipe();
+    if hexes.is_empty() {
+        return Ok((0, ids));
+    }
+    // DEL of many keys: a cluster client splits it by slot and adds up
+    // the counts.
+    let mut del = redis::cmd("DEL");
     for hex in &hexes {
-        pipe.cmd("DEL").arg(keys.session(hex));
+        del.arg(keys.session(hex));
     }
-    pipe.cmd("DEL").arg(&user_key).ignore();
-    let deleted: Vec<u64> = pipe.query_async(con).await?;
-    let count = deleted.iter().sum::<u64>();
-    if !ids.is_empty() {
-        let message = Invalidation::Revoke {
-            count,
-            ids: ids.clone(),
-        };
-        redis::cmd("PUBLISH")
-            .arg(keys.channel())
-            .arg(message.encode())
-            .query_async::<()>(con)
-            .await?;
-    }
+    let count: u64 = del.query_async(&mut con).await?;
+    redis::cmd("DEL")
+        .arg(&user_key)
+        .query_async::<()>(&mut con)
+        .await?;
+    let message = Invalidation::Revoke {
+        count,
+        ids: ids.clone(),
+    };
+    redis::cmd("PUBLISH")
+        .arg(keys.channel())
+        .arg(message.encode())
+        .query_async::<()>(&mut con)
+        .await?;
     Ok((count, ids))
 }
 
 /// A connection for `portcullis sessions ...`: one attempt, with a timeout.
-pub async fn connect_once(
-    settings: &config::Redis,
-) -> Result<redis::aio::MultiplexedConnection, String> {
-    connect_url(settings.url.expose()).await
+pub async fn connect_once(settings: &config::Redis) -> Result<Conn, String> {
+    let wait = Duration::from_secs(5);
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(wait))
+        .set_response_timeout(Some(wait));
+    let backend = Backend::new(&settings.target).map_err(|e| describe(&e))?;
+    let connected = async {
+        match &backend {
+            Backend::Single(client) => client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map(Conn::Direct),
+            Backend::Sentinel(sentinels) => {
+                let (_, client) = sentinels
+                    .master_client()
+                    .await
+                    .map_err(|why| RedisError::from((redis::ErrorKind::Io, "Sentinel", why)))?;
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(Conn::Direct)
+            }
+            Backend::Cluster { client, .. } => client
+                .get_async_connection_with_config(cluster_config())
+                .await
+                .map(Conn::Cluster),
+        }
+    };
+    match tokio::time::timeout(wait, connected).await {
+        Ok(Ok(con)) => Ok(con),
+        Ok(Err(e)) => Err(describe(&e)),
+        Err(_) => Err("timed out".to_owned()),
+    }
 }
 
-/// [`connect_once`] from a bare URL (tools and benchmarks).
-pub async fn connect_url(url: &str) -> Result<redis::aio::MultiplexedConnection, String> {
+/// One server from a bare URL (tools and benchmarks).
+pub async fn connect_url(url: &str) -> Result<Conn, String> {
     let client = Client::open(url).map_err(|e| describe(&e))?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -771,6 +1177,7 @@ pub async fn connect_url(url: &str) -> Result<redis::aio::MultiplexedConnection,
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await
+        .map(Conn::Direct)
         .map_err(|e| describe(&e))
 }
 
@@ -824,6 +1231,48 @@ mod tests {
         ] {
             assert_eq!(Invalidation::decode(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sentinel_master_gets_the_first_urls_credentials_and_database() {
+        let urls = [
+            config::RedisUrl::new("redis://u:pw@10.0.0.1:26379/3".to_owned()),
+            config::RedisUrl::new("redis://10.0.0.2:26379".to_owned()),
+        ];
+        let s = Sentinels::new(&urls, "mymaster").expect("sentinels");
+        // The Sentinels themselves: their own credentials, no database.
+        let first = s.sentinels[0].get_connection_info();
+        assert_eq!(first.redis_settings().db(), 0);
+        assert_eq!(first.redis_settings().password(), Some("pw"));
+        assert_eq!(
+            s.sentinels[1]
+                .get_connection_info()
+                .redis_settings()
+                .password(),
+            None
+        );
+        for (address, host) in [("10.0.0.9:6380", "10.0.0.9"), ("[::1]:6380", "::1")] {
+            let master = s.client_for(address).expect("master client");
+            let info = master.get_connection_info();
+            assert!(
+                matches!(info.addr(), redis::ConnectionAddr::Tcp(h, 6380) if h == host),
+                "{address}: {:?}",
+                info.addr()
+            );
+            assert_eq!(info.redis_settings().db(), 3);
+            assert_eq!(info.redis_settings().username(), Some("u"));
+            assert_eq!(info.redis_settings().password(), Some("pw"));
+        }
+        let tls = Sentinels::new(
+            &[config::RedisUrl::new("rediss://10.0.0.1:26379".to_owned())],
+            "m",
+        )
+        .expect("sentinels");
+        let master = tls.client_for("10.0.0.9:6380").expect("master client");
+        assert!(matches!(
+            master.get_connection_info().addr(),
+            redis::ConnectionAddr::TcpTls { .. }
+        ));
     }
 
     #[test]

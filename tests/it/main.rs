@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod common;
+mod examples_compose;
 mod facebook;
 mod fastpath;
 mod forward_auth;

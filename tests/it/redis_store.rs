@@ -51,6 +51,25 @@ fn redis_config(
     secret: &str,
     redis_url: &str,
 ) -> String {
+    store_config(
+        port,
+        admin,
+        upstream,
+        google,
+        secret,
+        &format!("redis_url = \"{redis_url}\"\n"),
+    )
+}
+
+/// The test config with `store = "redis"` and `lines` saying where Redis is.
+fn store_config(
+    port: u16,
+    admin: u16,
+    upstream: &Upstream,
+    google: &MockGoogle,
+    secret: &str,
+    lines: &str,
+) -> String {
     harness::google_config(
         port,
         &upstream.base_url,
@@ -60,24 +79,29 @@ fn redis_config(
     )
     .replacen(
         "[session]\n",
-        &format!(
-            "[session]\nstore = \"redis\"\nredis_url = \"{redis_url}\"\nredis_key_prefix = \"test:\"\n"
-        ),
+        &format!("[session]\nstore = \"redis\"\n{lines}redis_key_prefix = \"test:\"\n"),
         1,
     )
 }
 
 impl Site {
     async fn start(n: usize, redis_url: &str) -> Site {
+        let lines = format!("redis_url = \"{redis_url}\"\n");
+        Site::start_with(n, |_| lines.clone()).await
+    }
+
+    /// `n` replicas; replica `i` finds Redis with `lines(i)`.
+    async fn start_with(n: usize, lines: impl Fn(usize) -> String) -> Site {
         let google = mock_google::start(CLIENT_ID, CLIENT_SECRET).await;
         google.set_auto_approve(Some(TestUser::alice()));
         let upstream = upstream::start().await;
         let secret = harness::session_secret();
         let mut replicas = Vec::new();
-        for _ in 0..n {
+        for i in 0..n {
             let admin = harness::free_port();
+            let lines = lines(i);
             let proxy = harness::start(|port| {
-                redis_config(port, admin, &upstream, &google, &secret, redis_url)
+                store_config(port, admin, &upstream, &google, &secret, &lines)
             })
             .await;
             replicas.push(Replica { proxy, admin });
@@ -970,4 +994,267 @@ async fn sign_in_through(b: &mut Browser, base: &str) -> (String, Option<String>
     let echo = json(resp).await;
     let value = b.cookie(COOKIE_NAME).expect("session cookie").value.clone();
     (value, upstream_header(&echo, "x-user"))
+}
+
+/// How many times a replica's log says it took a master named by the Sentinels.
+fn masters_taken(r: &Replica) -> usize {
+    r.proxy
+        .logs()
+        .matches("the Sentinels name this Redis master")
+        .count()
+}
+
+/// `redis_sentinel_urls` + `redis_sentinel_master` with a real Sentinel (`redis-server
+/// --sentinel`) watching a master and a replica; a Sentinel address that refuses connections
+/// is listed first. Two replicas share a sign-in and honour a sign-out; after `SENTINEL
+/// FAILOVER` both follow the new master: the session from before is still served, a new
+/// sign-in is written to the new master, and a sign-out is honoured by both within a second.
+#[tokio::test]
+async fn sentinel_sign_in_and_out_and_a_failover() {
+    test_redis::require!();
+    let setup = test_redis::SentinelSetup::start().await;
+    let dead = harness::free_port();
+    let lines = format!(
+        "redis_sentinel_urls = [\"redis://127.0.0.1:{dead}\", \"{}\"]\nredis_sentinel_master = \"{}\"\n",
+        setup.sentinel.url(),
+        setup.name
+    );
+    let site = Site::start_with(2, |_| lines.clone()).await;
+    site.ready().await;
+    let [a, b] = [&site.replicas[0], &site.replicas[1]];
+    let alice = user_of(&TestUser::alice());
+
+    // Two sessions through A and B, each served by the other; on the master.
+    let mut browser = Browser::new();
+    let (kept, _) = sign_in(&mut browser, a).await;
+    let mut other = Browser::new();
+    let (gone, _) = sign_in(&mut other, b).await;
+    for cookie in [&kept, &gone] {
+        for r in &site.replicas {
+            assert_eq!(
+                probe(r, cookie).await,
+                (StatusCode::OK, Some(alice.clone()))
+            );
+        }
+    }
+    assert_eq!(setup.master.keys("test:s:*").await.len(), 2);
+
+    // Sign-out through A: refused by both within a second; the other session stays.
+    let resp = other.get(&a.url("/oauth2/sign_out")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let took = time_until_refused_everywhere(&site, &gone, Instant::now()).await;
+    assert!(took < PROPAGATION, "sign-out took {took:?} to reach both");
+    for r in &site.replicas {
+        assert_eq!(probe(r, &kept).await.0, StatusCode::OK);
+    }
+
+    // The replica has the session (replication is asynchronous), then takes over.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while setup.replica.keys("test:s:*").await.len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the replica never got the session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(masters_taken(a), 1, "{}", a.proxy.logs());
+    setup.failover().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for r in &site.replicas {
+        while masters_taken(r) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not follow the new master:\n{}",
+                r.proxy.base_url,
+                r.proxy.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        wait_ready(r, Duration::from_secs(10)).await;
+    }
+
+    // After the failover: the old session is served, Bob signs in through B and his
+    // session is on the new master, and signing Alice out through B is honoured by both.
+    for r in &site.replicas {
+        assert_eq!(probe(r, &kept).await, (StatusCode::OK, Some(alice.clone())));
+    }
+    site.google.set_auto_approve(Some(TestUser::bob()));
+    let mut bob = Browser::new();
+    let (bob_cookie, _) = sign_in(&mut bob, b).await;
+    assert_eq!(
+        probe(a, &bob_cookie).await,
+        (StatusCode::OK, Some(user_of(&TestUser::bob())))
+    );
+    assert_eq!(setup.replica.keys("test:s:*").await.len(), 2);
+    let resp = browser.get(&b.url("/oauth2/sign_out")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let took = time_until_refused_everywhere(&site, &kept, Instant::now()).await;
+    assert!(
+        took < PROPAGATION,
+        "sign-out after the failover took {took:?} to reach both"
+    );
+    eprintln!("sign-out after the failover refused on both replicas after {took:?}");
+    assert_eq!(probe(a, &bob_cookie).await.0, StatusCode::OK);
+}
+
+/// `redis_cluster_urls` with a real three-node Redis Cluster (`redis-cli --cluster create`):
+/// each replica lists the nodes in another order, so each listens for invalidations on
+/// another node. Sessions and the per-user index land in different slots; sign-in, sharing,
+/// listing, sign-out, revocation and the command line work across the nodes, and a
+/// sign-out or revocation reaches every replica within a second.
+#[tokio::test]
+async fn cluster_sign_in_out_and_revocation() {
+    test_redis::require!();
+    let cluster = test_redis::ClusterSetup::start().await;
+    let site = Site::start_with(3, |i| {
+        let urls: Vec<String> = cluster
+            .urls_from(i)
+            .iter()
+            .map(|u| format!("\"{u}\""))
+            .collect();
+        format!("redis_cluster_urls = [{}]\n", urls.join(", "))
+    })
+    .await;
+    site.ready().await;
+    let [a, b, c] = [&site.replicas[0], &site.replicas[1], &site.replicas[2]];
+    let alice = user_of(&TestUser::alice());
+    let bob = user_of(&TestUser::bob());
+
+    let mut alice_laptop = Browser::new();
+    let (laptop, _) = sign_in(&mut alice_laptop, a).await;
+    let mut alice_phone = Browser::new();
+    let (phone, _) = sign_in(&mut alice_phone, b).await;
+    site.google.set_auto_approve(Some(TestUser::bob()));
+    let mut bob_browser = Browser::new();
+    let (bob_cookie, _) = sign_in(&mut bob_browser, c).await;
+    for (cookie, user) in [(&laptop, &alice), (&phone, &alice), (&bob_cookie, &bob)] {
+        for r in &site.replicas {
+            assert_eq!(probe(r, cookie).await, (StatusCode::OK, Some(user.clone())));
+        }
+    }
+    let sessions = cluster.keys("test:s:*").await;
+    assert_eq!(sessions.len(), 3, "{sessions:?}");
+    let mut nodes = Vec::new();
+    for key in sessions
+        .iter()
+        .chain([&format!("test:u:{alice}"), &format!("test:u:{bob}")])
+    {
+        nodes.push(cluster.node_of(key).await.expect("the key is on a node"));
+    }
+    eprintln!("nodes of the three sessions and the two user indexes: {nodes:?}");
+
+    let list = json(
+        harness::client()
+            .get(c.admin_url(&format!("/sessions?user={alice}")))
+            .send()
+            .await
+            .expect("GET /sessions"),
+    )
+    .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+
+    // Sign-out through C: the laptop's session is refused by all three within a second.
+    let resp = alice_laptop.get(&c.url("/oauth2/sign_out")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let took = time_until_refused_everywhere(&site, &laptop, Instant::now()).await;
+    assert!(
+        took < PROPAGATION,
+        "sign-out took {took:?} to reach every replica"
+    );
+    eprintln!("cluster: sign-out refused on all three replicas after {took:?}");
+    assert_eq!(probe(a, &phone).await.0, StatusCode::OK);
+
+    // Revocation on A's admin listener: Alice's other session ends everywhere; Bob stays.
+    let resp = harness::client()
+        .post(a.admin_url(&format!("/sessions/revoke?user={alice}")))
+        .send()
+        .await
+        .expect("POST revoke");
+    let since = Instant::now();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(json(resp).await, serde_json::json!({ "revoked": 1 }));
+    let took = time_until_refused_everywhere(&site, &phone, since).await;
+    assert!(
+        took < PROPAGATION,
+        "revocation took {took:?} to reach every replica"
+    );
+    eprintln!("cluster: revocation refused on all three replicas after {took:?}");
+    for r in &site.replicas {
+        assert_eq!(probe(r, &bob_cookie).await.0, StatusCode::OK);
+    }
+    assert_eq!(
+        cluster.keys(&format!("test:u:{alice}")).await,
+        Vec::<String>::new()
+    );
+
+    // The command line reaches the cluster too.
+    let out = harness::command()
+        .args(["sessions", "list", "--user", &bob, "--config"])
+        .arg(&b.proxy.config_path)
+        .output()
+        .expect("run portcullis sessions");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+}
+
+/// Sentinel or Cluster unreachable at start-up: the proxy starts, `/readyz` says why without
+/// naming an address, and a sign-in is a clean 503 before any trip to the provider.
+#[tokio::test]
+async fn sentinel_or_cluster_unreachable_at_start_up_is_a_clean_503() {
+    test_redis::require!();
+    let dead: Vec<u16> = (0..3).map(|_| harness::free_port()).collect();
+    let site = Site::start_with(2, |i| {
+        if i == 0 {
+            format!(
+                "redis_sentinel_urls = [\"redis://127.0.0.1:{}\", \"redis://127.0.0.1:{}\"]\nredis_sentinel_master = \"m\"\n",
+                dead[0], dead[1]
+            )
+        } else {
+            let urls: Vec<String> = dead
+                .iter()
+                .map(|p| format!("\"redis://127.0.0.1:{p}\""))
+                .collect();
+            format!("redis_cluster_urls = [{}]\n", urls.join(", "))
+        }
+    })
+    .await;
+    for (r, reason) in [
+        (&site.replicas[0], "no master from the Sentinels"),
+        (&site.replicas[1], "session store: Redis is unreachable"),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let why = loop {
+            let resp = harness::client()
+                .get(r.admin_url("/readyz"))
+                .send()
+                .await
+                .expect("readyz");
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let body = resp.text().await.unwrap_or_default();
+            if body.contains(reason) || Instant::now() > deadline {
+                break body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(why.contains(reason), "{why}");
+        assert!(
+            dead.iter().all(|p| !why.contains(&p.to_string())),
+            "no address in /readyz: {why}"
+        );
+        let hits = site.google.authorize_hits();
+        let mut b = Browser::new();
+        let picker = b.follow(&r.url("/dashboard"), 3).await;
+        assert_eq!(picker.status(), StatusCode::OK, "the picker still works");
+        let link = picker_link(&picker.text().await.unwrap_or_default(), "google");
+        let resp = b.get(&r.url(&link)).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(site.google.authorize_hits(), hits);
+        let logs = r.proxy.logs();
+        assert!(!logs.contains("panicked"), "{logs}");
+    }
 }

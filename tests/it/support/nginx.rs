@@ -287,6 +287,12 @@ pub async fn start_balancer_at(port: u16, backends: &[String]) -> Result<Nginx, 
     launch(port, |dir| around(dir, &http)).await
 }
 
+/// nginx on `port` with `http` (e.g. a `conf.d` file of an example, addresses replaced)
+/// inside the generated `http {}` block. `Err(logs)` when the port is taken.
+pub async fn start_http_at(port: u16, http: &str) -> Result<Nginx, String> {
+    launch(port, |dir| around(dir, http)).await
+}
+
 async fn launch(port: u16, make_config: impl FnOnce(&Path) -> String) -> Result<Nginx, String> {
     if let Err(why) = available() {
         panic!("nginx is unavailable: {why}");
