@@ -133,7 +133,8 @@ fn public_host(url: &url::Url) -> http::HeaderValue {
         (Some(h), None) => h.to_owned(),
         (None, _) => String::new(),
     };
-    http::HeaderValue::try_from(host).unwrap_or_else(|_| http::HeaderValue::from_static("localhost"))
+    http::HeaderValue::try_from(host)
+        .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"))
 }
 
 enum HeadError {
@@ -303,6 +304,7 @@ async fn handle(
     }
     let websocket = decision.upgrade == UpgradeKind::WebSocket;
     let head_only = req.method == Method::HEAD;
+    let mut counted = false;
     let (status, keep, error) = match app
         .carry_out(decision.verdict, &req, Some(ip), &mut ctx)
         .await
@@ -312,6 +314,10 @@ async fn handle(
             // the connection closes (the next request would start inside it).
             let close = close || !keep_alive || framing != Framing::None || w.draining.get();
             let status = reply.status();
+            // Counted before the answer leaves: whoever reads the metrics
+            // after the answer sees this request.
+            app.metrics().count(ctx.outcome);
+            counted = true;
             let written = client.write_all(&reply.encode(head_only, close)).await;
             (
                 status,
@@ -335,11 +341,17 @@ async fn handle(
                 keep_alive,
                 expect_continue,
                 head_only,
+                outcome: ctx.outcome,
             };
-            proxy(w, client, ip, buf, &mut req, exchange, &mut ctx).await
+            let (status, keep, error, done) =
+                proxy(w, client, ip, buf, &mut req, exchange, &mut ctx).await;
+            counted = done;
+            (status, keep, error)
         }
     };
-    app.metrics().count(ctx.outcome);
+    if !counted {
+        app.metrics().count(ctx.outcome);
+    }
     let target = judged_target(&req, &ctx);
     access_log::log(&access_log::Entry {
         method: req.method.as_str(),
@@ -386,6 +398,8 @@ struct Exchange {
     keep_alive: bool,
     expect_continue: bool,
     head_only: bool,
+    /// What the access log and metrics call this request.
+    outcome: &'static str,
 }
 
 /// Removes hop-by-hop headers and every header the client's `Connection`
@@ -443,7 +457,7 @@ async fn proxy(
     req: &mut RequestHeader,
     ex: Exchange,
     ctx: &mut Ctx,
-) -> (u16, bool, Option<&'static str>) {
+) -> (u16, bool, Option<&'static str>, bool) {
     let app = &*w.app;
     strip_hop_by_hop(req);
     if !req.headers.contains_key(http::header::HOST) {
@@ -462,7 +476,7 @@ async fn proxy(
             .write_all(&reply.encode(ex.head_only, close))
             .await
             .is_ok();
-        return (500, ok && !close, Some("internal"));
+        return (500, ok && !close, Some("internal"), false);
     }
     let mut head = Vec::with_capacity(1024);
     {
@@ -480,7 +494,7 @@ async fn proxy(
             .await
             .is_err()
         {
-            return (0, false, Some("write_error"));
+            return (0, false, Some("write_error"), false);
         }
     }
 
@@ -492,9 +506,13 @@ async fn proxy(
             _ => match w.pool.connect().await {
                 Ok(s) => (s, false),
                 Err(_) => {
-                    return upstream_failed(w, client, ex, ctx, "connect").await;
+                    return with_uncounted(upstream_failed(w, client, ex, ctx, "connect").await);
                 }
             },
+        };
+        let ex = Exchange {
+            outcome: ctx.outcome,
+            ..ex
         };
         match exchange(w, client, &mut upstream, buf, &head, ex, reused).await {
             Ok(done) => {
@@ -502,11 +520,15 @@ async fn proxy(
                     w.pool.put(upstream);
                 }
                 let keep = ex.keep_alive && done.client_reusable && !w.draining.get();
-                return (done.status, keep, None);
+                return (done.status, keep, None, true);
             }
             Err(Failure::Stale) if attempt == 1 => continue,
-            Err(Failure::Stale) => return upstream_failed(w, client, ex, ctx, "closed").await,
-            Err(Failure::Upstream(why)) => return upstream_failed(w, client, ex, ctx, why).await,
+            Err(Failure::Stale) => {
+                return with_uncounted(upstream_failed(w, client, ex, ctx, "closed").await)
+            }
+            Err(Failure::Upstream(why)) => {
+                return with_uncounted(upstream_failed(w, client, ex, ctx, why).await)
+            }
             Err(Failure::Client("bad_chunk")) => {
                 // A broken chunked body, found before any answer: 400.
                 ctx.outcome = "bad_request";
@@ -520,15 +542,21 @@ async fn proxy(
                     ),
                 );
                 let _ = client.write_all(&reply.encode(ex.head_only, true)).await;
-                return (400, false, Some("bad_chunk"));
+                return (400, false, Some("bad_chunk"), false);
             }
-            Err(Failure::Client(why)) => return (0, false, Some(why)),
+            Err(Failure::Client(why)) => return (0, false, Some(why), false),
             Err(Failure::Midway(why)) => {
-                ctx.outcome = "proxy_error";
-                return (0, false, Some(why));
+                // Counted as proxied when its head went out.
+                return (0, false, Some(why), true);
             }
         }
     }
+}
+
+fn with_uncounted(
+    (status, keep, error): (u16, bool, Option<&'static str>),
+) -> (u16, bool, Option<&'static str>, bool) {
+    (status, keep, error, false)
 }
 
 async fn upstream_failed(
@@ -654,6 +682,8 @@ async fn exchange(
     );
     rbuf.advance(response.len);
     let status = response.status;
+    // Counted before the answer leaves (see `handle`).
+    w.app.metrics().count(ex.outcome);
     let upstream_clean = relay_body(
         &mut ur,
         &mut cw,
@@ -911,6 +941,7 @@ async fn tunnel(
         keep_alive: false,
         expect_continue: false,
         head_only: false,
+        outcome: "upgrade",
     };
     let Ok(mut upstream) = w.pool.connect().await else {
         let (status, _, err) = upstream_failed(w, client, ex, ctx, "connect").await;
