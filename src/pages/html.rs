@@ -22,10 +22,38 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// The pages' own stylesheet, inlined into every page.
 const STYLE: &str = include_str!("style.css");
 
-/// Pages load nothing and run nothing; this is also worth sending as a header
-/// (with `frame-ancestors 'none'`, which a meta tag cannot carry).
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
-                   form-action 'self'; base-uri 'none'";
+/// The policy of every page, without its `style-src`: pages load nothing and
+/// run nothing; their one stylesheet is allowed by its hash (see
+/// [`content_security_policy`]).
+const CSP_REST: &str = "img-src data:; form-action 'self'; base-uri 'none'";
+
+/// The `Content-Security-Policy` for `html`, one of our pages: no script at
+/// all, and only the page's own `<style>` elements, each by its SHA-256 hash
+/// (so no injected style runs either). `frame-ancestors` is added by the
+/// header only (a meta tag cannot carry it).
+pub fn content_security_policy(html: &str) -> String {
+    let mut hashes = String::new();
+    let mut rest = html;
+    while let Some(open) = rest.find("<style>") {
+        let after = &rest[open + "<style>".len()..];
+        let Some(close) = after.find("</style>") else {
+            break;
+        };
+        hashes.push_str(&format!(" 'sha256-{}'", style_hash(&after[..close])));
+        rest = &after[close..];
+    }
+    if hashes.is_empty() {
+        hashes.push_str(" 'none'");
+    }
+    format!("default-src 'none'; style-src{hashes}; {CSP_REST}")
+}
+
+/// The CSP source hash of a style element's text: base64 of its SHA-256.
+fn style_hash(css: &str) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest as _, Sha256};
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(css.as_bytes()))
+}
 
 /// Escapes text for HTML element content and quoted attribute values:
 /// `&`, `<`, `>`, `"` and `'`.
@@ -75,6 +103,10 @@ pub fn local_href(href: &str) -> &str {
 /// The whole document around a card. `title` is plain text; `card` is HTML.
 pub fn page(title: &str, card: &str) -> String {
     let title = escape(title);
+    let csp = format!(
+        "default-src 'none'; style-src 'sha256-{}'; {CSP_REST}",
+        style_hash(&format!("\n{STYLE}"))
+    );
     format!(
         "<!doctype html>\n\
          <html lang=\"en\">\n\
@@ -84,7 +116,7 @@ pub fn page(title: &str, card: &str) -> String {
          <meta name=\"color-scheme\" content=\"light dark\">\n\
          <meta name=\"robots\" content=\"noindex, nofollow\">\n\
          <meta name=\"referrer\" content=\"no-referrer\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"{csp}\">\n\
          <title>{title}</title>\n\
          <style>\n{STYLE}</style>\n\
          </head>\n\
@@ -99,6 +131,24 @@ pub fn page(title: &str, card: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_allows_exactly_the_page_s_own_style() {
+        let html = page("t", "<p>x</p>");
+        let csp = content_security_policy(&html);
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("script"),
+            "{csp}"
+        );
+        let expected = format!("style-src 'sha256-{}';", style_hash(&format!("\n{STYLE}")));
+        assert!(csp.contains(&expected), "{csp}");
+        assert!(csp.starts_with("default-src 'none'; "), "{csp}");
+        // The meta tag carries the same policy.
+        assert!(html.contains(&format!("content=\"{csp}\"")), "{html}");
+        // A style changed by one byte is not allowed.
+        assert_ne!(style_hash("a{}"), style_hash("a{} "));
+        assert!(content_security_policy("<p>no style</p>").contains("style-src 'none'"));
+    }
 
     #[test]
     fn escape_handles_the_five_characters() {

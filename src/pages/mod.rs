@@ -8,6 +8,7 @@
 mod html;
 mod logos;
 
+pub use html::content_security_policy;
 use html::{encode_path_segment, encode_query_value, escape, local_href, page};
 
 /// Which logo a provider button shows.

@@ -14,10 +14,6 @@ pub enum Body {
     Json(String),
 }
 
-/// The Content-Security-Policy of our pages: inline styles and data: images
-/// only, no scripts, no framing, forms only to ourselves.
-const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
-
 pub struct Reply {
     status: u16,
     body: Body,
@@ -66,9 +62,18 @@ impl Reply {
     }
 
     pub async fn send(self, session: &mut Session) -> Result<()> {
+        // Our pages' policy: their own styles by hash, no scripts, no framing,
+        // forms only to ourselves (see pages::content_security_policy).
+        let mut csp = None;
         let (content_type, body) = match self.body {
             Body::Empty => (None, Bytes::new()),
-            Body::Html(s) => (Some("text/html; charset=utf-8"), Bytes::from(s)),
+            Body::Html(s) => {
+                csp = Some(format!(
+                    "{}; frame-ancestors 'none'",
+                    crate::pages::content_security_policy(&s)
+                ));
+                (Some("text/html; charset=utf-8"), Bytes::from(s))
+            }
             Body::Json(s) => (Some("application/json"), Bytes::from(s)),
         };
         let mut resp = ResponseHeader::build(self.status, Some(8 + self.cookies.len()))?;
@@ -79,8 +84,8 @@ impl Reply {
         resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
         resp.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
         resp.insert_header(http::header::REFERRER_POLICY, "no-referrer")?;
-        if matches!(content_type, Some(ct) if ct.starts_with("text/html")) {
-            resp.insert_header(http::header::CONTENT_SECURITY_POLICY, PAGE_CSP)?;
+        if let Some(csp) = csp {
+            resp.insert_header(http::header::CONTENT_SECURITY_POLICY, csp)?;
             resp.insert_header(http::header::X_FRAME_OPTIONS, "DENY")?;
         }
         if let Some(loc) = self.location {
