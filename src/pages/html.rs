@@ -20,12 +20,12 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// The pages' own stylesheet, inlined into every page.
-const STYLE: &str = include_str!("style.css");
+pub(crate) const STYLE: &str = include_str!("style.css");
 
 /// The policy of every page, without its `style-src`: pages load nothing and
 /// run nothing; their one stylesheet is allowed by its hash (see
 /// [`content_security_policy`]).
-const CSP_REST: &str = "img-src data:; form-action 'self'; base-uri 'none'";
+pub(crate) const CSP_REST: &str = "img-src 'self' data:; form-action 'self'; base-uri 'none'";
 
 /// The `Content-Security-Policy` for `html`, one of our pages: no script at
 /// all, and only the page's own `<style>` elements, each by its SHA-256 hash
@@ -49,7 +49,7 @@ pub fn content_security_policy(html: &str) -> String {
 }
 
 /// The CSP source hash of a style element's text: base64 of its SHA-256.
-fn style_hash(css: &str) -> String {
+pub(crate) fn style_hash(css: &str) -> String {
     use base64::Engine as _;
     use sha2::{Digest as _, Sha256};
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(css.as_bytes()))
@@ -100,55 +100,9 @@ pub fn local_href(href: &str) -> &str {
     }
 }
 
-/// The whole document around a card. `title` is plain text; `card` is HTML.
-pub fn page(title: &str, card: &str) -> String {
-    let title = escape(title);
-    let csp = format!(
-        "default-src 'none'; style-src 'sha256-{}'; {CSP_REST}",
-        style_hash(&format!("\n{STYLE}"))
-    );
-    format!(
-        "<!doctype html>\n\
-         <html lang=\"en\">\n\
-         <head>\n\
-         <meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"color-scheme\" content=\"light dark\">\n\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
-         <meta name=\"referrer\" content=\"no-referrer\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"{csp}\">\n\
-         <title>{title}</title>\n\
-         <style>\n{STYLE}</style>\n\
-         </head>\n\
-         <body>\n\
-         <main class=\"card\">\n{card}</main>\n\
-         <footer class=\"footer\">Protected by Portcullis</footer>\n\
-         </body>\n\
-         </html>\n"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_policy_allows_exactly_the_page_s_own_style() {
-        let html = page("t", "<p>x</p>");
-        let csp = content_security_policy(&html);
-        assert!(
-            !csp.contains("unsafe-inline") && !csp.contains("script"),
-            "{csp}"
-        );
-        let expected = format!("style-src 'sha256-{}';", style_hash(&format!("\n{STYLE}")));
-        assert!(csp.contains(&expected), "{csp}");
-        assert!(csp.starts_with("default-src 'none'; "), "{csp}");
-        // The meta tag carries the same policy.
-        assert!(html.contains(&format!("content=\"{csp}\"")), "{html}");
-        // A style changed by one byte is not allowed.
-        assert_ne!(style_hash("a{}"), style_hash("a{} "));
-        assert!(content_security_policy("<p>no style</p>").contains("style-src 'none'"));
-    }
 
     #[test]
     fn escape_handles_the_five_characters() {
