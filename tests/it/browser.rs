@@ -934,6 +934,10 @@ async fn branded_pages_in_every_language_pass_the_checks() {
             .await;
         problems.extend(check_page(&s, &format!("forbidden-{lang}")).await);
     }
+    // Opened on its own, the SVG logo's script does not run either (CSP sandbox).
+    s.goto(&w.url("/oauth2/static/logo.svg")).await;
+    s.wait_for("document.readyState === 'complete'").await;
+    assert_ne!(s.title().await, "pwned");
     assert!(
         problems.is_empty(),
         "{} problems:\n{}",
