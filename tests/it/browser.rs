@@ -89,6 +89,10 @@ client_secret = "{PEER_SECRET}"
 path = "^/admin/"
 allowed_emails = ["alice@example.com"]
 
+[[routes]]
+path = "^/acme-only/"
+providers = ["acme"]
+
 {extra}
 "#,
         base = harness::base_config(port, &upstream.base_url, &harness::session_secret()),
@@ -810,6 +814,11 @@ async fn every_page_passes_the_checks_a_person_would_make() {
     s.goto(&w.url("/admin/x")).await;
     s.wait_for("document.title === 'No access'").await;
     problems.extend(check_page(&s, "forbidden").await);
+    // The 403 page of a route for other providers offers their buttons.
+    s.goto(&w.url("/acme-only/x")).await;
+    s.wait_for("document.querySelector('a[href^=\"/oauth2/start/acme?\"]')")
+        .await;
+    problems.extend(check_page(&s, "forbidden-offer").await);
     problems.extend(
         keyboard_order(&s)
             .await
