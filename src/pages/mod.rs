@@ -401,6 +401,53 @@ pub fn forbidden_page_offering(
 mod tests {
     use super::*;
 
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/oauth2/sign_in", None).unwrap();
+        for (k, v) in headers {
+            req.append_header(k.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn last_used_reads_only_a_provider_id_from_its_cookie() {
+        let r = request(&[("cookie", "a=1; portcullis_last_provider=acme-2; b=2")]);
+        assert_eq!(last_used(&r), Some("acme-2"));
+        let r = request(&[
+            ("cookie", "a=1"),
+            ("cookie", "portcullis_last_provider=google"),
+        ]);
+        assert_eq!(last_used(&r), Some("google"));
+        for bad in ["<script>", "", "Google", "a b", &"x".repeat(33)] {
+            let r = request(&[("cookie", &format!("portcullis_last_provider={bad}"))]);
+            assert_eq!(last_used(&r), None, "{bad:?}");
+        }
+        assert_eq!(last_used(&request(&[])), None);
+        let set = last_used_cookie("google", true);
+        assert_eq!(
+            set,
+            "portcullis_last_provider=google; Path=/oauth2/; Max-Age=31536000; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert!(!last_used_cookie("google", false).contains("Secure"));
+    }
+
+    #[test]
+    fn pages_are_rendered_in_the_request_s_language() {
+        let page = Page::error(404, "Not found", "There is nothing at this address.", "/");
+        let de = render_for(&page, &request(&[("accept-language", "de-CH, en;q=0.5")]));
+        assert!(
+            de.contains("<html lang=\"de\">") && de.contains("<h1>Nicht gefunden</h1>"),
+            "{de}"
+        );
+        let en = render_for(&page, &request(&[]));
+        assert!(en.contains("<h1>Not found</h1>"), "{en}");
+        // A sentence without a translation stays English.
+        let other = Page::error(400, "Bad request", "This address cannot be served: x.", "/");
+        let fr = render_for(&other, &request(&[("accept-language", "fr")]));
+        assert!(fr.contains("<h1>Requête incorrecte</h1>"), "{fr}");
+        assert!(fr.contains("This address cannot be served: x."), "{fr}");
+    }
+
     #[test]
     fn picker_offers_sign_out_when_signed_in() {
         let page = sign_in_page_for(None, &buttons(), "/", Some("<alice@example.com>"));
