@@ -480,29 +480,38 @@ fn template_error(e: &minijinja::Error) -> String {
     message
 }
 
-fn read_text(path: &Path, max: usize) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// A regular file's bytes, at most `max` of them: a device or a FIFO named by
+/// mistake (`/dev/zero`) is an error, not a hang.
+fn read_limited(path: &Path, max: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{}: is not a regular file", path.display()));
+    }
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     if bytes.len() > max {
         return Err(format!(
-            "{}: {} bytes, larger than the {} KiB allowed",
+            "{}: larger than the {} KiB allowed",
             path.display(),
-            bytes.len(),
             max / 1024
         ));
     }
+    Ok(bytes)
+}
+
+fn read_text(path: &Path, max: usize) -> Result<String, String> {
+    let bytes = read_limited(path, max)?;
     String::from_utf8(bytes).map_err(|_| format!("{}: is not UTF-8 text", path.display()))
 }
 
 fn load_logo(path: &Path) -> Result<Logo, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() > MAX_LOGO_BYTES {
-        return Err(format!(
-            "{}: {} bytes, larger than the {} KiB allowed",
-            path.display(),
-            bytes.len(),
-            MAX_LOGO_BYTES / 1024
-        ));
-    }
+    let bytes = read_limited(path, MAX_LOGO_BYTES)?;
     let (ext, content_type) = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         ("png", "image/png")
     } else if bytes.starts_with(b"\xff\xd8\xff") {
