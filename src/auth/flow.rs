@@ -26,6 +26,8 @@ pub enum Route<'a> {
     SignOut,
     UserInfo,
     Auth,
+    /// `/oauth2/static/{name}`: the operator's logo.
+    Static(&'a str),
     /// Under `/oauth2/` but nothing we serve.
     NotFound,
     /// Everything else belongs to the upstream.
@@ -49,6 +51,10 @@ pub fn route(path: &str) -> Route<'_> {
             if let Some(p) = rest.strip_prefix("start/") {
                 if valid_provider_id(p) {
                     return Route::Start(p);
+                }
+            } else if let Some(name) = rest.strip_prefix("static/") {
+                if !name.is_empty() && !name.contains('/') {
+                    return Route::Static(name);
                 }
             } else if let Some(p) = rest.strip_prefix("callback/") {
                 if valid_provider_id(p) {

@@ -63,6 +63,8 @@ pub struct Settings {
     /// (default: no admin listener).
     pub admin: Option<SocketAddr>,
     pub providers: Vec<Provider>,
+    /// `[pages]`: the operator's look of the pages, loaded and checked.
+    pub pages: std::sync::Arc<crate::pages::Look>,
 }
 
 #[derive(Debug)]

@@ -123,6 +123,10 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
     r.finish(access_s);
     let routes = super::access::routes(&mut r, &mut root, &provider_ids);
 
+    let mut pages_s = r.table_or_empty(&mut root, "pages");
+    let pages = pages(&mut r, &mut pages_s);
+    r.finish(pages_s);
+
     r.finish(root);
 
     match (server, upstream, session, headers) {
@@ -136,9 +140,33 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
                 routes,
                 admin: admin_listen,
                 providers,
+                pages: pages.unwrap_or_default(),
             })
         }
         _ => Err(r.issues),
+    }
+}
+
+/// `[pages]`: read, then loaded (files read, templates compiled and tried),
+/// every problem with its key.
+fn pages(r: &mut Reader, s: &mut Section) -> Option<std::sync::Arc<crate::pages::Look>> {
+    let config = crate::pages::PagesConfig {
+        title: r.string(s, "title"),
+        logo: r.string(s, "logo").map(PathBuf::from),
+        accent_color: r.string(s, "accent_color"),
+        footer: r.string(s, "footer"),
+        custom_css: r.string(s, "custom_css").map(PathBuf::from),
+        templates: r.string(s, "templates").map(PathBuf::from),
+        language: r.string(s, "language"),
+    };
+    match crate::pages::Look::load(&config) {
+        Ok(look) => Some(std::sync::Arc::new(look)),
+        Err(problems) => {
+            for (key, message) in problems {
+                r.issue(key, message);
+            }
+            None
+        }
     }
 }
 

@@ -201,7 +201,7 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
                         "/",
                     ),
                 );
-                let _ = client.write_all(&reply.encode(false, true)).await;
+                let _ = client.write_all(&reply.encode(None, true)).await;
                 log_unparsed(&w.app, 408, "request_timeout", ip, started);
                 break;
             }
@@ -217,7 +217,7 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
                         "/",
                     ),
                 );
-                let _ = client.write_all(&reply.encode(false, true)).await;
+                let _ = client.write_all(&reply.encode(None, true)).await;
                 log_unparsed(&w.app, status, "bad_request", ip, started);
                 break;
             }
@@ -318,7 +318,7 @@ async fn handle(
             // after the answer sees this request.
             app.metrics().count(ctx.outcome);
             counted = true;
-            let written = client.write_all(&reply.encode(head_only, close)).await;
+            let written = client.write_all(&reply.encode(Some(&req), close)).await;
             (
                 status,
                 written.is_ok() && !close,
@@ -473,7 +473,7 @@ async fn proxy(
         let close = ex.framing != Framing::None || !ex.keep_alive;
         let reply = crate::proxy::internal_error();
         let ok = client
-            .write_all(&reply.encode(ex.head_only, close))
+            .write_all(&reply.encode(Some(req), close))
             .await
             .is_ok();
         return (500, ok && !close, Some("internal"), false);
@@ -506,7 +506,7 @@ async fn proxy(
             _ => match w.pool.connect().await {
                 Ok(s) => (s, false),
                 Err(_) => {
-                    return with_uncounted(upstream_failed(w, client, ex, ctx, "connect").await);
+                    return with_uncounted(upstream_failed(w, client, req, ctx, "connect").await);
                 }
             },
         };
@@ -524,10 +524,10 @@ async fn proxy(
             }
             Err(Failure::Stale) if attempt == 1 => continue,
             Err(Failure::Stale) => {
-                return with_uncounted(upstream_failed(w, client, ex, ctx, "closed").await)
+                return with_uncounted(upstream_failed(w, client, req, ctx, "closed").await)
             }
             Err(Failure::Upstream(why)) => {
-                return with_uncounted(upstream_failed(w, client, ex, ctx, why).await)
+                return with_uncounted(upstream_failed(w, client, req, ctx, why).await)
             }
             Err(Failure::Client("bad_chunk")) => {
                 // A broken chunked body, found before any answer: 400.
@@ -541,7 +541,7 @@ async fn proxy(
                         "/",
                     ),
                 );
-                let _ = client.write_all(&reply.encode(ex.head_only, true)).await;
+                let _ = client.write_all(&reply.encode(Some(req), true)).await;
                 return (400, false, Some("bad_chunk"), false);
             }
             Err(Failure::Client(why)) => return (0, false, Some(why), false),
@@ -562,7 +562,7 @@ fn with_uncounted(
 async fn upstream_failed(
     w: &Worker,
     client: &mut TcpStream,
-    ex: Exchange,
+    req: &RequestHeader,
     ctx: &mut Ctx,
     why: &'static str,
 ) -> (u16, bool, Option<&'static str>) {
@@ -579,7 +579,7 @@ async fn upstream_failed(
         ),
     );
     // The body (if any) may be half sent: this connection is done.
-    let _ = client.write_all(&reply.encode(ex.head_only, true)).await;
+    let _ = client.write_all(&reply.encode(Some(req), true)).await;
     (502, false, Some(why))
 }
 
@@ -931,20 +931,12 @@ async fn tunnel(
     ) else {
         ctx.outcome = "proxy_error";
         let _ = client
-            .write_all(&crate::proxy::internal_error().encode(false, true))
+            .write_all(&crate::proxy::internal_error().encode(Some(req), true))
             .await;
         return (500, Some("internal"));
     };
-    let ex = Exchange {
-        http10: false,
-        framing: Framing::None,
-        keep_alive: false,
-        expect_continue: false,
-        head_only: false,
-        outcome: "upgrade",
-    };
     let Ok(mut upstream) = w.pool.connect().await else {
-        let (status, _, err) = upstream_failed(w, client, ex, ctx, "connect").await;
+        let (status, _, err) = upstream_failed(w, client, req, ctx, "connect").await;
         return (status, err);
     };
     let mut head = Vec::with_capacity(512);
@@ -953,7 +945,7 @@ async fn tunnel(
     head.extend_from_slice(buf);
     buf.clear();
     if upstream.write_all(&head).await.is_err() {
-        let (status, _, err) = upstream_failed(w, client, ex, ctx, "write").await;
+        let (status, _, err) = upstream_failed(w, client, req, ctx, "write").await;
         return (status, err);
     }
     let mut rbuf = BytesMut::with_capacity(4096);
@@ -964,7 +956,7 @@ async fn tunnel(
                 Ok(None) => {}
                 Err(_) => {
                     let (status, _, err) =
-                        upstream_failed(w, client, ex, ctx, "bad_response").await;
+                        upstream_failed(w, client, req, ctx, "bad_response").await;
                     return (status, err);
                 }
             }
@@ -973,7 +965,7 @@ async fn tunnel(
         match tokio::time::timeout(w.read_timeout, upstream.read_buf(&mut rbuf)).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => {
-                let (status, _, err) = upstream_failed(w, client, ex, ctx, "closed").await;
+                let (status, _, err) = upstream_failed(w, client, req, ctx, "closed").await;
                 return (status, err);
             }
         }

@@ -20,12 +20,40 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// The pages' own stylesheet, inlined into every page.
-const STYLE: &str = include_str!("style.css");
+pub(crate) const STYLE: &str = include_str!("style.css");
 
-/// Pages load nothing and run nothing; this is also worth sending as a header
-/// (with `frame-ancestors 'none'`, which a meta tag cannot carry).
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
-                   form-action 'self'; base-uri 'none'";
+/// The policy of every page, without its `style-src`: pages load nothing and
+/// run nothing; their one stylesheet is allowed by its hash (see
+/// [`content_security_policy`]).
+pub(crate) const CSP_REST: &str = "img-src 'self' data:; form-action 'self'; base-uri 'none'";
+
+/// The `Content-Security-Policy` for `html`, one of our pages: no script at
+/// all, and only the page's own `<style>` elements, each by its SHA-256 hash
+/// (so no injected style runs either). `frame-ancestors` is added by the
+/// header only (a meta tag cannot carry it).
+pub fn content_security_policy(html: &str) -> String {
+    let mut hashes = String::new();
+    let mut rest = html;
+    while let Some(open) = rest.find("<style>") {
+        let after = &rest[open + "<style>".len()..];
+        let Some(close) = after.find("</style>") else {
+            break;
+        };
+        hashes.push_str(&format!(" 'sha256-{}'", style_hash(&after[..close])));
+        rest = &after[close..];
+    }
+    if hashes.is_empty() {
+        hashes.push_str(" 'none'");
+    }
+    format!("default-src 'none'; style-src{hashes}; {CSP_REST}")
+}
+
+/// The CSP source hash of a style element's text: base64 of its SHA-256.
+pub(crate) fn style_hash(css: &str) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest as _, Sha256};
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(css.as_bytes()))
+}
 
 /// Escapes text for HTML element content and quoted attribute values:
 /// `&`, `<`, `>`, `"` and `'`.
@@ -70,30 +98,6 @@ pub fn local_href(href: &str) -> &str {
     } else {
         "/oauth2/sign_in"
     }
-}
-
-/// The whole document around a card. `title` is plain text; `card` is HTML.
-pub fn page(title: &str, card: &str) -> String {
-    let title = escape(title);
-    format!(
-        "<!doctype html>\n\
-         <html lang=\"en\">\n\
-         <head>\n\
-         <meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"color-scheme\" content=\"light dark\">\n\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
-         <meta name=\"referrer\" content=\"no-referrer\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n\
-         <title>{title}</title>\n\
-         <style>\n{STYLE}</style>\n\
-         </head>\n\
-         <body>\n\
-         <main class=\"card\">\n{card}</main>\n\
-         <footer class=\"footer\">Protected by Portcullis</footer>\n\
-         </body>\n\
-         </html>\n"
-    )
 }
 
 #[cfg(test)]

@@ -1,14 +1,29 @@
 //! The HTML pages Portcullis serves itself: the provider picker, error pages and the 403 page.
 //!
-//! Pages are self-contained (inline CSS and SVG, no JavaScript, nothing loaded
-//! from elsewhere) and every interpolated value is HTML-escaped; values that go
-//! into URLs are percent-encoded first. They carry their own
-//! `Content-Security-Policy` meta tag as a second line of defence.
+//! Pages are self-contained (one inline stylesheet allowed by its hash, inline
+//! SVG, no JavaScript, nothing loaded from elsewhere but the operator's logo
+//! from our own `/oauth2/static/`). They are minijinja templates
+//! (`templates/`, or the operator's `[pages] templates`) rendered with
+//! auto-escaping: every interpolated value is HTML-escaped; values that go
+//! into URLs are percent-encoded first. The words come from the language
+//! files in `lang/` (en, de, fr, es, ja), chosen by `Accept-Language`.
+//!
+//! A page is built as a [`Page`] (its values) by the request code and
+//! rendered when the response is sent, with the installed [`Look`] (the
+//! operator's `[pages]`) in the request's language.
 
 mod html;
 mod logos;
+pub mod look;
 
-use html::{encode_path_segment, encode_query_value, escape, local_href, page};
+use std::sync::{Arc, RwLock};
+
+use minijinja::Value;
+use pingora::http::RequestHeader;
+
+pub use html::content_security_policy;
+use html::{encode_path_segment, encode_query_value, local_href};
+pub use look::{Look, PagesConfig};
 
 /// Which logo a provider button shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +44,301 @@ pub struct ProviderButton<'a> {
     pub logo: Logo,
 }
 
+/// A provider button, owned (a [`Page`] outlives the request's borrows).
+#[derive(Clone, Debug)]
+struct Button {
+    id: String,
+    name: String,
+    logo: Logo,
+}
+
+impl From<&ProviderButton<'_>> for Button {
+    fn from(b: &ProviderButton<'_>) -> Self {
+        Button {
+            id: b.id.to_owned(),
+            name: b.display_name.to_owned(),
+            logo: b.logo,
+        }
+    }
+}
+
 /// Where the picker sends "Use another account" after signing out.
 const SIGN_IN_PATH: &str = "/oauth2/sign_in";
+
+/// The cookie that remembers which provider this browser used last: the
+/// provider id only, nothing about the person.
+pub const LAST_USED_COOKIE: &str = "portcullis_last_provider";
+
+/// One of our pages, with its values; rendered by [`Page::render`].
+#[derive(Clone, Debug)]
+pub enum Page {
+    SignIn {
+        app_name: Option<String>,
+        buttons: Vec<ButtonSpec>,
+        rd: String,
+        signed_in_as: Option<String>,
+    },
+    Error {
+        status: u16,
+        title: String,
+        message: String,
+        retry_href: String,
+    },
+    Forbidden {
+        who: String,
+        sign_out_action: String,
+        offer: Vec<ButtonSpec>,
+        rd: String,
+    },
+}
+
+/// A provider button of a [`Page`].
+#[derive(Clone, Debug)]
+pub struct ButtonSpec(Button);
+
+impl Page {
+    /// The provider picker at `/oauth2/sign_in`; with `signed_in_as`, it also
+    /// says as whom, with a sign-out button (a POST form).
+    pub fn sign_in(buttons: &[ProviderButton<'_>], rd: &str, signed_in_as: Option<&str>) -> Page {
+        Page::SignIn {
+            app_name: None,
+            buttons: buttons.iter().map(|b| ButtonSpec(b.into())).collect(),
+            rd: rd.to_owned(),
+            signed_in_as: signed_in_as.map(str::to_owned),
+        }
+    }
+
+    /// A readable error page; see [`error_page`].
+    pub fn error(status: u16, title: &str, message: &str, retry_href: &str) -> Page {
+        Page::Error {
+            status,
+            title: title.to_owned(),
+            message: message.to_owned(),
+            retry_href: retry_href.to_owned(),
+        }
+    }
+
+    /// The 403 page; see [`forbidden_page_offering`].
+    pub fn forbidden(
+        who: &str,
+        sign_out_action: &str,
+        offer: &[ProviderButton<'_>],
+        rd: &str,
+    ) -> Page {
+        Page::Forbidden {
+            who: who.to_owned(),
+            sign_out_action: sign_out_action.to_owned(),
+            offer: offer.iter().map(|b| ButtonSpec(b.into())).collect(),
+            rd: rd.to_owned(),
+        }
+    }
+
+    /// The page in `lang` with `look`; `last_used` (a provider id from
+    /// [`last_used`]) marks that button and puts it first on the picker.
+    pub fn render(&self, look: &Look, lang: &look::Catalog, last_used: Option<&str>) -> String {
+        let tr = |key: &str| lang.ui.get(key).cloned().unwrap_or_default();
+        let message = |english: &str| {
+            lang.messages
+                .get(english)
+                .cloned()
+                .unwrap_or_else(|| english.to_owned())
+        };
+        match self {
+            Page::SignIn {
+                app_name,
+                buttons,
+                rd,
+                signed_in_as,
+            } => {
+                let rd = encode_query_value(rd);
+                let mut list: Vec<Value> = buttons
+                    .iter()
+                    .map(|ButtonSpec(b)| button_value(b, &rd, last_used == Some(b.id.as_str())))
+                    .collect();
+                // The last used provider first; the others keep their order.
+                if let Some(at) = buttons
+                    .iter()
+                    .position(|ButtonSpec(b)| last_used == Some(b.id.as_str()))
+                {
+                    let first = list.remove(at);
+                    list.insert(0, first);
+                }
+                let sign_out_action =
+                    format!("/oauth2/sign_out?rd={}", encode_query_value(SIGN_IN_PATH));
+                let mut ctx = minijinja::context! {
+                    page_title => tr("sign_in"),
+                    providers => list,
+                    signed_in_as => signed_in_as,
+                    sign_out_action => sign_out_action,
+                };
+                if let Some(app) = app_name {
+                    ctx = minijinja::context! { brand => app, ..ctx };
+                }
+                look.render("sign_in.html", lang, ctx)
+            }
+            Page::Error {
+                status,
+                title,
+                message: text,
+                retry_href,
+            } => {
+                let heading = message(title);
+                look.render(
+                    "error.html",
+                    lang,
+                    minijinja::context! {
+                        page_title => &heading,
+                        status => status,
+                        heading => &heading,
+                        message => message(text),
+                        retry_href => local_href(retry_href),
+                        sign_in_href => SIGN_IN_PATH,
+                    },
+                )
+            }
+            Page::Forbidden {
+                who,
+                sign_out_action,
+                offer,
+                rd,
+            } => {
+                let rd = encode_query_value(rd);
+                let offer_list: Vec<Value> = offer
+                    .iter()
+                    .map(|ButtonSpec(b)| button_value(b, &rd, false))
+                    .collect();
+                let names: Vec<&str> = offer.iter().map(|ButtonSpec(b)| b.name.as_str()).collect();
+                let or = format!(" {} ", tr("or"));
+                look.render(
+                    "forbidden.html",
+                    lang,
+                    minijinja::context! {
+                        page_title => tr("no_access"),
+                        who => who,
+                        offer => offer_list,
+                        offer_names => names.join(&or),
+                        switch_action => format!("/oauth2/sign_out?rd={}", encode_query_value(SIGN_IN_PATH)),
+                        sign_out_action => local_href(sign_out_action),
+                    },
+                )
+            }
+        }
+    }
+}
+
+fn button_value(b: &Button, rd: &str, last_used: bool) -> Value {
+    minijinja::context! {
+        id => &b.id,
+        name => &b.name,
+        href => format!("/oauth2/start/{}?rd={rd}", encode_path_segment(&b.id)),
+        logo => Value::from_safe_string(logos::svg(b.logo).to_owned()),
+        last_used => last_used,
+    }
+}
+
+/// Sample values of each page, to try the templates when they are loaded.
+fn sample_context(name: &str) -> Value {
+    let button = button_value(
+        &Button {
+            id: "google".to_owned(),
+            name: "Google".to_owned(),
+            logo: Logo::Google,
+        },
+        "/",
+        true,
+    );
+    match name {
+        "sign_in.html" => minijinja::context! {
+            page_title => "Sign in",
+            providers => vec![button],
+            signed_in_as => "alice@example.com",
+            sign_out_action => "/oauth2/sign_out",
+        },
+        "error.html" => minijinja::context! {
+            page_title => "Not found",
+            status => 404,
+            heading => "Not found",
+            message => "There is nothing at this address.",
+            retry_href => "/",
+            sign_in_href => SIGN_IN_PATH,
+        },
+        _ => minijinja::context! {
+            page_title => "No access",
+            who => "alice@example.com",
+            offer => vec![button],
+            offer_names => "Google",
+            switch_action => "/oauth2/sign_out",
+            sign_out_action => "/oauth2/sign_out",
+        },
+    }
+}
+
+/// The look every page is rendered with (the running configuration's).
+static CURRENT: RwLock<Option<Arc<Look>>> = RwLock::new(None);
+
+/// Makes `look` the one pages are rendered with (at start and on reload).
+pub fn install(look: Arc<Look>) {
+    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Some(look);
+}
+
+/// The installed look, or the built-in one.
+pub fn current() -> Arc<Look> {
+    if let Some(look) = CURRENT.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return look.clone();
+    }
+    static DEFAULT: std::sync::OnceLock<Arc<Look>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| Arc::new(Look::default())).clone()
+}
+
+/// The request's `Accept-Language`, if readable.
+pub fn accept_language(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The provider id in the request's [`LAST_USED_COOKIE`], if it looks like one.
+pub fn last_used(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == LAST_USED_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        })
+}
+
+/// `Set-Cookie` for [`LAST_USED_COOKIE`] = `provider_id`: a year, only for
+/// `/oauth2/` (the app never sees it), not readable by scripts.
+pub fn last_used_cookie(provider_id: &str, secure: bool) -> String {
+    format!(
+        "{LAST_USED_COOKIE}={provider_id}; Path=/oauth2/; Max-Age=31536000; HttpOnly; SameSite=Lax{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// Renders `page` for the request `req` with the installed look: its
+/// language from `Accept-Language` and its last used provider.
+pub fn render_for(page: &Page, req: &RequestHeader) -> String {
+    let look = current();
+    let lang = look.language(accept_language(req));
+    page.render(&look, lang, last_used(req))
+}
+
+/// `page` in English with the built-in look (tests, and callers without a request).
+fn render_plain(page: &Page) -> String {
+    let look = current();
+    let lang = look.language(None);
+    page.render(&look, lang, None)
+}
 
 /// The provider picker at `/oauth2/sign_in`: title "Sign in", the optional app
 /// name, and one link per provider to `/oauth2/start/{id}?rd={rd}`.
@@ -49,48 +357,11 @@ pub fn sign_in_page_for(
     rd: &str,
     signed_in_as: Option<&str>,
 ) -> String {
-    let (title, lead) = match app_name {
-        Some(app) => (
-            format!("Sign in \u{b7} {app}"),
-            format!("to continue to <strong>{}</strong>", escape(app)),
-        ),
-        None => (
-            "Sign in".to_owned(),
-            "Choose how you would like to sign in.".to_owned(),
-        ),
-    };
-    let rd = encode_query_value(rd);
-    let list = if buttons.is_empty() {
-        "<p class=\"notice\">No sign-in methods are set up yet.</p>\n".to_owned()
-    } else {
-        let mut list = String::from("<ul class=\"providers\">\n");
-        for button in buttons {
-            let href = format!("/oauth2/start/{}?rd={rd}", encode_path_segment(button.id));
-            list.push_str(&format!(
-                "<li><a class=\"btn\" href=\"{}\">{}<span>Continue with {}</span></a></li>\n",
-                escape(&href),
-                logos::svg(button.logo),
-                escape(button.display_name),
-            ));
-        }
-        list.push_str("</ul>\n");
-        list
-    };
-    let signed_in = match signed_in_as {
-        Some(who) => format!(
-            "<div class=\"actions\">\n<p class=\"lead\">You are signed in as <strong>{}</strong>.</p>\n\
-             <form method=\"post\" action=\"{}\">\
-             <button class=\"btn\" type=\"submit\">Sign out</button></form>\n</div>\n",
-            escape(who),
-            escape(&format!("/oauth2/sign_out?rd={}", encode_query_value(SIGN_IN_PATH))),
-        ),
-        None => String::new(),
-    };
-    let card = format!(
-        "{mark}\n<h1>Sign in</h1>\n<p class=\"lead\">{lead}</p>\n{list}{signed_in}",
-        mark = logos::MARK,
-    );
-    page(&title, &card)
+    let mut page = Page::sign_in(buttons, rd, signed_in_as);
+    if let Page::SignIn { app_name: a, .. } = &mut page {
+        *a = app_name.map(str::to_owned);
+    }
+    render_plain(&page)
 }
 
 /// A readable error page: status, heading, one-sentence explanation, a
@@ -100,21 +371,7 @@ pub fn sign_in_page_for(
 /// internals. `retry_href` must be a local path (anything else is replaced by
 /// the sign-in page).
 pub fn error_page(status: u16, title: &str, message: &str, retry_href: &str) -> String {
-    let card = format!(
-        "{mark}\n\
-         <p class=\"eyebrow\">Error {status}</p>\n\
-         <h1>{title}</h1>\n\
-         <p class=\"lead\">{message}</p>\n\
-         <div class=\"actions\">\n\
-         <a class=\"btn btn-primary\" href=\"{retry}\">Try again</a>\n\
-         <a class=\"btn btn-quiet\" href=\"{SIGN_IN_PATH}\">Back to sign in</a>\n\
-         </div>\n",
-        mark = logos::MARK,
-        title = escape(title),
-        message = escape(message),
-        retry = escape(local_href(retry_href)),
-    );
-    page(title, &card)
+    render_plain(&Page::error(status, title, message, retry_href))
 }
 
 /// The 403 page for a signed-in user who is not allowed in.
@@ -137,61 +394,59 @@ pub fn forbidden_page_offering(
     offer: &[ProviderButton<'_>],
     rd: &str,
 ) -> String {
-    let switch_action = format!("/oauth2/sign_out?rd={}", encode_query_value(SIGN_IN_PATH));
-    let (reason, buttons) = if offer.is_empty() {
-        (
-            "but this account does not have access.".to_owned(),
-            String::new(),
-        )
-    } else {
-        let rd = encode_query_value(rd);
-        let mut list = String::from("<ul class=\"providers\">\n");
-        for button in offer {
-            let href = format!("/oauth2/start/{}?rd={rd}", encode_path_segment(button.id));
-            list.push_str(&format!(
-                "<li><a class=\"btn\" href=\"{}\">{}<span>Continue with {}</span></a></li>\n",
-                escape(&href),
-                logos::svg(button.logo),
-                escape(button.display_name),
-            ));
-        }
-        list.push_str("</ul>\n");
-        let names: Vec<String> = offer
-            .iter()
-            .map(|b| escape(b.display_name).into_owned())
-            .collect();
-        (
-            format!(
-                "but this page needs an account from {}. Sign in with it to continue:",
-                names.join(" or ")
-            ),
-            list,
-        )
-    };
-    let card = format!(
-        "{mark}\n\
-         <p class=\"eyebrow\">Error 403</p>\n\
-         <h1>No access</h1>\n\
-         <p class=\"lead\">You are signed in as <strong>{who}</strong>, \
-         {reason}</p>\n\
-         {buttons}\
-         <div class=\"actions\">\n\
-         <form method=\"post\" action=\"{switch}\">\
-         <button class=\"btn btn-primary\" type=\"submit\">Use another account</button></form>\n\
-         <form method=\"post\" action=\"{sign_out}\">\
-         <button class=\"btn\" type=\"submit\">Sign out</button></form>\n\
-         </div>\n",
-        mark = logos::MARK,
-        who = escape(who),
-        switch = escape(&switch_action),
-        sign_out = escape(local_href(sign_out_action)),
-    );
-    page("No access", &card)
+    render_plain(&Page::forbidden(who, sign_out_action, offer, rd))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/oauth2/sign_in", None).unwrap();
+        for (k, v) in headers {
+            req.append_header(k.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn last_used_reads_only_a_provider_id_from_its_cookie() {
+        let r = request(&[("cookie", "a=1; portcullis_last_provider=acme-2; b=2")]);
+        assert_eq!(last_used(&r), Some("acme-2"));
+        let r = request(&[
+            ("cookie", "a=1"),
+            ("cookie", "portcullis_last_provider=google"),
+        ]);
+        assert_eq!(last_used(&r), Some("google"));
+        for bad in ["<script>", "", "Google", "a b", &"x".repeat(33)] {
+            let r = request(&[("cookie", &format!("portcullis_last_provider={bad}"))]);
+            assert_eq!(last_used(&r), None, "{bad:?}");
+        }
+        assert_eq!(last_used(&request(&[])), None);
+        let set = last_used_cookie("google", true);
+        assert_eq!(
+            set,
+            "portcullis_last_provider=google; Path=/oauth2/; Max-Age=31536000; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert!(!last_used_cookie("google", false).contains("Secure"));
+    }
+
+    #[test]
+    fn pages_are_rendered_in_the_request_s_language() {
+        let page = Page::error(404, "Not found", "There is nothing at this address.", "/");
+        let de = render_for(&page, &request(&[("accept-language", "de-CH, en;q=0.5")]));
+        assert!(
+            de.contains("<html lang=\"de\">") && de.contains("<h1>Nicht gefunden</h1>"),
+            "{de}"
+        );
+        let en = render_for(&page, &request(&[]));
+        assert!(en.contains("<h1>Not found</h1>"), "{en}");
+        // A sentence without a translation stays English.
+        let other = Page::error(400, "Bad request", "This address cannot be served: x.", "/");
+        let fr = render_for(&other, &request(&[("accept-language", "fr")]));
+        assert!(fr.contains("<h1>Requête incorrecte</h1>"), "{fr}");
+        assert!(fr.contains("This address cannot be served: x."), "{fr}");
+    }
 
     #[test]
     fn picker_offers_sign_out_when_signed_in() {

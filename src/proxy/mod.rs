@@ -94,6 +94,8 @@ impl App {
             "http"
         });
         let peer = upstream_peer(&settings.upstream, upstream);
+        // Our pages are rendered with this configuration's [pages].
+        pages::install(settings.pages.clone());
         App {
             identity_headers: IdentityHeaders::new(settings.headers.clone()),
             codec,
@@ -420,7 +422,7 @@ impl ProxyHttp for Portcullis {
             };
             let rd = judged_target(session.req_header(), ctx).into_owned();
             let retry = safe_return_path(&rd).into_owned();
-            let reply = Reply::html(code, pages::error_page(code, title, message, &retry));
+            let reply = Reply::html(code, pages::Page::error(code, title, message, &retry));
             if let Err(err) = reply.send(session).await {
                 tracing::debug!(error = %err, "could not send the error page");
             }
@@ -587,10 +589,7 @@ impl App {
                     .ok()
                     .flatten()
                     .map(|id| display_who(&id));
-                Reply::html(
-                    200,
-                    pages::sign_in_page_for(None, &buttons, &rd, who.as_deref()),
-                )
+                Reply::html(200, pages::Page::sign_in(&buttons, &rd, who.as_deref()))
             }
             Route::Start(id) if get_like => {
                 ctx.outcome = "start";
@@ -625,7 +624,10 @@ impl App {
                         ) else {
                             return internal_error();
                         };
-                        let mut reply = Reply::redirect(url.to_string()).cookie(set);
+                        let mut reply = Reply::redirect(url.to_string())
+                            .cookie(set)
+                            // The picker marks this provider "last used" next time.
+                            .cookie(pages::last_used_cookie(id, app.settings.session.secure));
                         // At most MAX_PENDING_LOGINS login states per browser.
                         let held = req.headers.get_all(COOKIE).iter();
                         for clear in app.codec.clear_crowded_out_logins(
@@ -643,7 +645,7 @@ impl App {
                         let retry = flow::with_rd(&format!("/oauth2/start/{id}"), &rd);
                         Reply::html(
                             e.status(),
-                            pages::error_page(
+                            pages::Page::error(
                                 e.status(),
                                 "Sign-in is unavailable",
                                 e.user_message(),
@@ -669,7 +671,7 @@ impl App {
                     ctx.outcome = "session_store_unavailable";
                     return Reply::html(
                         503,
-                        pages::error_page(
+                        pages::Page::error(
                             503,
                             "Sign-out could not be completed",
                             "Portcullis cannot reach its session store right now, so your session could not be ended everywhere. Please try again in a moment.",
@@ -755,8 +757,19 @@ impl App {
                     Reply::json(401, body.to_string())
                 }
             },
+            Route::Static(name) if get_like => {
+                // Part of the sign-in page (the logo).
+                ctx.outcome = "sign_in_page";
+                match pages::current().logo() {
+                    Some(logo) if logo.path.strip_prefix("/oauth2/static/") == Some(name) => {
+                        Reply::file(logo.content_type, logo.bytes.clone())
+                    }
+                    _ => not_found(),
+                }
+            }
             Route::NotFound | Route::Upstream => not_found(),
             Route::SignIn
+            | Route::Static(_)
             | Route::Start(_)
             | Route::Callback(_)
             | Route::SignOut
@@ -764,7 +777,7 @@ impl App {
                 ctx.outcome = "method_not_allowed";
                 Reply::html(
                     405,
-                    pages::error_page(
+                    pages::Page::error(
                         405,
                         "Method not allowed",
                         "This address only answers GET.",
@@ -803,7 +816,7 @@ impl App {
             tracing::warn!(provider = id, "callback without a matching login state (expired, replayed, or from another browser)");
             return Reply::html(
                 400,
-                pages::error_page(
+                pages::Page::error(
                     400,
                     "This sign-in link is no longer valid",
                     "The sign-in took too long, was already used, or was started in another browser. Please sign in again.",
@@ -819,7 +832,7 @@ impl App {
                 tracing::warn!(provider = id, error = %e, status = e.status(), "sign-in failed");
                 Reply::html(
                     e.status(),
-                    pages::error_page(e.status(), "Sign-in failed", e.user_message(), &retry),
+                    pages::Page::error(e.status(), "Sign-in failed", e.user_message(), &retry),
                 )
                 .cookie(clear_login)
             }
@@ -851,7 +864,7 @@ impl App {
                     );
                     return Reply::html(
                         500,
-                        pages::error_page(
+                        pages::Page::error(
                             500,
                             "Sign-in could not be completed",
                             "Your account carries more information (groups or roles) than a sign-in cookie can hold. Ask the site's administrator to send only the groups this application needs.",
@@ -883,7 +896,7 @@ fn bad_target(refusal: Refusal) -> Reply {
     };
     Reply::html(
         status,
-        pages::error_page(
+        pages::Page::error(
             status,
             title,
             &format!("This address cannot be served: {}.", refusal.as_str()),
@@ -900,7 +913,7 @@ fn store_unavailable(api: bool, retry: &str) -> Reply {
     } else {
         Reply::html(
             503,
-            pages::error_page(
+            pages::Page::error(
                 503,
                 "Temporarily unavailable",
                 "Portcullis cannot reach its session store right now. Please try again in a moment.",
@@ -921,7 +934,7 @@ fn unauthenticated_json() -> Reply {
 fn not_found() -> Reply {
     Reply::html(
         404,
-        pages::error_page(
+        pages::Page::error(
             404,
             "Not found",
             "There is nothing at this address.",
@@ -933,7 +946,7 @@ fn not_found() -> Reply {
 pub(crate) fn internal_error() -> Reply {
     Reply::html(
         500,
-        pages::error_page(
+        pages::Page::error(
             500,
             "Something went wrong",
             "Please try again.",
@@ -970,7 +983,7 @@ fn forbidden(app: &App, id: &Identity, rd: &str, denial: &Denial) -> Reply {
     };
     Reply::html(
         403,
-        pages::forbidden_page_offering(&who, &action, &offer, &safe_return_path(rd)),
+        pages::Page::forbidden(&who, &action, &offer, &safe_return_path(rd)),
     )
 }
 

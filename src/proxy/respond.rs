@@ -6,19 +6,42 @@ use std::io::Write as _;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use pingora::http::ResponseHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::Result;
 
 pub enum Body {
     Empty,
     Html(String),
+    /// One of our pages, rendered when sent: in the request's language, with
+    /// the operator's look (see `pages::render_for`).
+    Page(crate::pages::Page),
     Json(String),
+    /// A static file we serve (the operator's logo): its type and bytes.
+    File(&'static str, Bytes),
 }
 
-/// The Content-Security-Policy of our pages: inline styles and data: images
-/// only, no scripts, no framing, forms only to ourselves.
-const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+/// What [`Reply::html`] accepts: ready HTML or a page to render.
+pub enum Html {
+    Ready(String),
+    Page(crate::pages::Page),
+}
+
+impl From<String> for Html {
+    fn from(s: String) -> Self {
+        Html::Ready(s)
+    }
+}
+
+impl From<crate::pages::Page> for Html {
+    fn from(p: crate::pages::Page) -> Self {
+        Html::Page(p)
+    }
+}
+
+/// The policy for a file we serve: nothing in it runs (an SVG logo's
+/// scripts included), nothing loads.
+const FILE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
 
 pub struct Reply {
     status: u16,
@@ -29,8 +52,16 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn html(status: u16, html: String) -> Self {
-        Self::new(status, Body::Html(html))
+    pub fn html(status: u16, html: impl Into<Html>) -> Self {
+        match html.into() {
+            Html::Ready(s) => Self::new(status, Body::Html(s)),
+            Html::Page(p) => Self::new(status, Body::Page(p)),
+        }
+    }
+
+    /// A static file (`content_type`, `bytes`), cacheable for an hour.
+    pub fn file(content_type: &'static str, bytes: Bytes) -> Self {
+        Self::new(200, Body::File(content_type, bytes))
     }
 
     pub fn json(status: u16, json: String) -> Self {
@@ -71,12 +102,33 @@ impl Reply {
         self
     }
 
-    /// Status, header fields and body, as every loop writes them.
-    fn into_parts(self) -> (u16, Vec<(HeaderName, HeaderValue)>, Bytes) {
-        let (content_type, body) = match self.body {
+    /// Status, header fields and body, as every loop writes them. Pages
+    /// are rendered here, in the request's language.
+    fn into_parts(self, req: &RequestHeader) -> (u16, Vec<(HeaderName, HeaderValue)>, Bytes) {
+        // Our pages' policy: their own styles by hash, no scripts, no framing,
+        // forms only to ourselves (see pages::content_security_policy).
+        let mut csp = None;
+        let mut cache = "no-store";
+        let body = match self.body {
+            Body::Page(page) => Body::Html(crate::pages::render_for(&page, req)),
+            other => other,
+        };
+        let (content_type, body) = match body {
             Body::Empty => (None, Bytes::new()),
-            Body::Html(s) => (Some("text/html; charset=utf-8"), Bytes::from(s)),
+            Body::Html(s) => {
+                csp = Some(format!(
+                    "{}; frame-ancestors 'none'",
+                    crate::pages::content_security_policy(&s)
+                ));
+                (Some("text/html; charset=utf-8"), Bytes::from(s))
+            }
             Body::Json(s) => (Some("application/json"), Bytes::from(s)),
+            Body::File(content_type, bytes) => {
+                csp = Some(FILE_CSP.to_owned());
+                cache = "public, max-age=3600";
+                (Some(content_type), bytes)
+            }
+            Body::Page(_) => unreachable!("rendered above"),
         };
         let mut h = Vec::with_capacity(8 + self.cookies.len() + self.headers.len());
         let st = HeaderValue::from_static;
@@ -84,11 +136,11 @@ impl Reply {
             h.push((http::header::CONTENT_TYPE, st(ct)));
         }
         h.push((http::header::CONTENT_LENGTH, HeaderValue::from(body.len())));
-        h.push((http::header::CACHE_CONTROL, st("no-store")));
+        h.push((http::header::CACHE_CONTROL, st(cache)));
         h.push((http::header::X_CONTENT_TYPE_OPTIONS, st("nosniff")));
         h.push((http::header::REFERRER_POLICY, st("no-referrer")));
-        if matches!(content_type, Some(ct) if ct.starts_with("text/html")) {
-            h.push((http::header::CONTENT_SECURITY_POLICY, st(PAGE_CSP)));
+        if let Some(csp) = csp.and_then(|c| HeaderValue::try_from(c).ok()) {
+            h.push((http::header::CONTENT_SECURITY_POLICY, csp));
             h.push((http::header::X_FRAME_OPTIONS, st("DENY")));
         }
         if let Some(loc) = self.location.and_then(|l| HeaderValue::try_from(l).ok()) {
@@ -103,11 +155,24 @@ impl Reply {
         (self.status, h, body)
     }
 
-    /// The whole HTTP/1.1 response as bytes (the fast path's writer).
-    /// `head_only`: the request was HEAD; `close`: announce that the
-    /// connection closes after it.
-    pub fn encode(self, head_only: bool, close: bool) -> Vec<u8> {
-        let (status, fields, body) = self.into_parts();
+    /// The whole HTTP/1.1 response to `req` as bytes (the fast path's
+    /// writer); `None` when no request could be read (pages then in the
+    /// default language). `close`: announce that the connection closes
+    /// after it.
+    pub fn encode(self, req: Option<&RequestHeader>, close: bool) -> Vec<u8> {
+        let fallback;
+        let req = match req {
+            Some(r) => r,
+            None => {
+                fallback = RequestHeader::build_no_case(http::Method::GET, b"/", None).ok();
+                match &fallback {
+                    Some(r) => r,
+                    None => return b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
+                }
+            }
+        };
+        let head_only = req.method == http::Method::HEAD;
+        let (status, fields, body) = self.into_parts(req);
         let reason = http::StatusCode::from_u16(status)
             .ok()
             .and_then(|s| s.canonical_reason())
@@ -131,7 +196,7 @@ impl Reply {
     }
 
     pub async fn send(self, session: &mut Session) -> Result<()> {
-        let (status, fields, body) = self.into_parts();
+        let (status, fields, body) = self.into_parts(session.req_header());
         let mut resp = ResponseHeader::build(status, Some(fields.len()))?;
         for (name, value) in fields {
             resp.append_header(name, value)?;

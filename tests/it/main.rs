@@ -3,6 +3,7 @@
 
 mod support;
 
+mod browser;
 mod cli;
 mod common;
 mod examples_compose;
@@ -17,6 +18,7 @@ mod mock_selftest;
 mod mock_x_selftest;
 mod oidc;
 mod oidc_peer_selftest;
+mod pages;
 mod policy;
 mod proxying;
 mod redis_store;
