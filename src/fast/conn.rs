@@ -194,7 +194,7 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
                 // Half a head and then nothing: 408, and the connection goes.
                 let reply = Reply::html(
                     408,
-                    pages::error_page(
+                    pages::Page::error(
                         408,
                         "Request timeout",
                         "The request took too long to arrive.",
@@ -210,7 +210,7 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
                 let status = why.status();
                 let reply = Reply::html(
                     status,
-                    pages::error_page(
+                    pages::Page::error(
                         status,
                         "Bad request",
                         &format!("This request cannot be served: {}.", why.as_str()),
@@ -534,7 +534,7 @@ async fn proxy(
                 ctx.outcome = "bad_request";
                 let reply = Reply::html(
                     400,
-                    pages::error_page(
+                    pages::Page::error(
                         400,
                         "Bad request",
                         "The request body is not valid chunked encoding.",
@@ -571,7 +571,7 @@ async fn upstream_failed(
     let rd = crate::auth::redirect::safe_return_path(path_of(&target_text(ctx))).into_owned();
     let reply = Reply::html(
         502,
-        pages::error_page(
+        pages::Page::error(
             502,
             "The application is not responding",
             "Portcullis could not reach the application behind it. Please try again in a moment.",
