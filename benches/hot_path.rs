@@ -128,6 +128,7 @@ fn access_log(c: &mut Criterion) {
         client: Some("192.0.2.7".parse().unwrap()),
         micros: 1412,
         error: None,
+        request_id: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
     };
     let mut line = Vec::with_capacity(256);
     c.bench_function("access log: format the line's fields", |b| {

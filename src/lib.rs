@@ -11,6 +11,7 @@ pub mod identity;
 pub mod pages;
 pub mod providers;
 pub mod proxy;
+pub mod request_id;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -82,6 +82,10 @@ pub struct Server {
     /// `X-Forwarded-Uri`/`X-Original-URI`, `X-Forwarded-Host` and
     /// `X-Forwarded-Method` the forward-auth check believes.
     pub trusted_proxies: Vec<Cidr>,
+    /// `server.trust_request_id`, default `false`: keep a client's
+    /// `X-Request-Id` (when well-formed) instead of generating one. Only for
+    /// a Portcullis behind a proxy that sets it.
+    pub trust_request_id: bool,
 }
 
 impl Server {

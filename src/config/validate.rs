@@ -220,6 +220,7 @@ fn server(r: &mut Reader, s: &mut Section) -> Option<Server> {
         .duration(s, "shutdown_grace")
         .unwrap_or(Duration::from_secs(10));
     let trusted_proxies = super::access::cidrs(r, s, "trusted_proxies");
+    let trust_request_id = r.bool(s, "trust_request_id").unwrap_or(false);
 
     Some(Server {
         listen: listen?,
@@ -228,6 +229,7 @@ fn server(r: &mut Reader, s: &mut Section) -> Option<Server> {
         threads,
         shutdown_grace,
         trusted_proxies,
+        trust_request_id,
     })
 }
 

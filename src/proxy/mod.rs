@@ -21,6 +21,7 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
+use tracing::Instrument as _;
 
 use crate::access_log;
 use crate::auth::flow::{self, Route};
@@ -122,9 +123,11 @@ impl App {
         session: &Session,
         upstream_request: &mut RequestHeader,
         identity: Option<&Identity>,
+        request_id: &HeaderValue,
     ) -> Result<()> {
         self.identity_headers
             .strip(upstream_request, identity.is_some());
+        headers::set_request_id(upstream_request, request_id)?;
         if let Some(id) = identity {
             self.identity_headers.inject(upstream_request, id)?;
         }
@@ -254,6 +257,8 @@ pub struct Ctx {
     outcome: &'static str,
     /// The request-target as judged, when it differs from the client's.
     target: TargetState,
+    /// `X-Request-Id` (empty until the gate assigns it).
+    request_id: HeaderValue,
 }
 
 /// How the request-target that was judged relates to the client's bytes.
@@ -291,6 +296,7 @@ impl ProxyHttp for Portcullis {
             started: Instant::now(),
             outcome: "proxied",
             target: TargetState::AsReceived,
+            request_id: HeaderValue::from_static(""),
         }
     }
 
@@ -310,6 +316,11 @@ impl ProxyHttp for Portcullis {
     /// (`upstream_request_filter` writes it when it differs).
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let app = &*self.0;
+        // First of all: the request's id, on the request itself, so that
+        // the upstream, every answer and every log line carry it.
+        ctx.request_id =
+            headers::request_id(session.req_header(), app.settings.server.trust_request_id);
+        headers::set_request_id(session.req_header_mut(), &ctx.request_id)?;
         let decision = app.decide(session.req_header()).await;
         if let Some(wire) = decision.rewritten {
             ctx.target = TargetState::Rewritten(wire);
@@ -328,7 +339,16 @@ impl ProxyHttp for Portcullis {
                 Ok(true)
             }
             Verdict::Own(path) => {
-                let reply = self.own_route(session, ctx, flow::route(&path)).await;
+                // Sign-in steps log (here and in the providers): each line
+                // names the request. Only on our own routes, not per proxied request.
+                let span = tracing::info_span!(
+                    "request",
+                    request_id = ctx.request_id.to_str().unwrap_or_default()
+                );
+                let reply = self
+                    .own_route(session, ctx, flow::route(&path))
+                    .instrument(span)
+                    .await;
                 reply.send(session).await?;
                 Ok(true)
             }
@@ -394,8 +414,12 @@ impl ProxyHttp for Portcullis {
         if let TargetState::Rewritten(target) = &ctx.target {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
-        self.0
-            .prepare_upstream_request(session, upstream_request, ctx.identity.as_ref())
+        self.0.prepare_upstream_request(
+            session,
+            upstream_request,
+            ctx.identity.as_ref(),
+            &ctx.request_id,
+        )
     }
 
     /// What pingora's error lines say about a request: method and judged
@@ -403,7 +427,12 @@ impl ProxyHttp for Portcullis {
     /// apps put in WebSocket URLs).
     fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
         let req = session.req_header();
-        format!("{} {}", req.method, path_of(&judged_target(req, ctx)))
+        format!(
+            "{} {} request_id={}",
+            req.method,
+            path_of(&judged_target(req, ctx)),
+            ctx.request_id.to_str().unwrap_or_default()
+        )
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -486,6 +515,7 @@ impl ProxyHttp for Portcullis {
                 .map(|a| a.ip()),
             micros: ctx.started.elapsed().as_micros() as u64,
             error: e.map(|e| e.etype().as_str()),
+            request_id: ctx.request_id.to_str().unwrap_or_default(),
         });
     }
 }

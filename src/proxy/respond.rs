@@ -66,9 +66,24 @@ impl Reply {
     }
 
     pub async fn send(self, session: &mut Session) -> Result<()> {
+        // The request's id (set on the request by the gate before anything
+        // answers): on the answer, and on error pages as a reference.
+        let request_id = session
+            .req_header()
+            .headers
+            .get(crate::request_id::HEADER)
+            .cloned();
         let (content_type, body) = match self.body {
             Body::Empty => (None, Bytes::new()),
-            Body::Html(s) => (Some("text/html; charset=utf-8"), Bytes::from(s)),
+            Body::Html(s) => {
+                let s = match (&request_id, self.status >= 400) {
+                    (Some(id), true) => {
+                        crate::pages::with_reference(s, id.to_str().unwrap_or_default())
+                    }
+                    _ => s,
+                };
+                (Some("text/html; charset=utf-8"), Bytes::from(s))
+            }
             Body::Json(s) => (Some("application/json"), Bytes::from(s)),
         };
         let mut resp = ResponseHeader::build(self.status, Some(8 + self.cookies.len()))?;
@@ -82,6 +97,9 @@ impl Reply {
         if matches!(content_type, Some(ct) if ct.starts_with("text/html")) {
             resp.insert_header(http::header::CONTENT_SECURITY_POLICY, PAGE_CSP)?;
             resp.insert_header(http::header::X_FRAME_OPTIONS, "DENY")?;
+        }
+        if let Some(id) = request_id {
+            resp.insert_header(crate::request_id::HEADER, id)?;
         }
         if let Some(loc) = self.location {
             resp.insert_header(http::header::LOCATION, loc)?;

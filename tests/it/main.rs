@@ -15,6 +15,7 @@ mod mock_selftest;
 mod mock_x_selftest;
 mod oidc;
 mod oidc_peer_selftest;
+mod ops;
 mod policy;
 mod proxying;
 mod redis_store;
