@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod identity;
+pub mod metrics;
 pub mod pages;
 pub mod providers;
 pub mod proxy;

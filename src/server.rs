@@ -4,8 +4,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pingora::apps::ServerApp;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::protocols::Stream;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -83,10 +85,12 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     let admin = settings.admin;
     let app = Arc::new(App::new(settings, providers, upstream, store));
 
-    let mut service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Portcullis(app.clone()),
-        "portcullis",
+    let mut service = pingora::services::listening::Service::new(
+        "portcullis".to_owned(),
+        Counted(Arc::new(pingora::proxy::http_proxy(
+            &server.configuration,
+            Portcullis(app.clone()),
+        ))),
     );
     // No L4 read buffer: pingora's default is 64 KiB per connection, zeroed
     // on accept, which was half the memory at 1,000 keep-alive connections.
@@ -121,6 +125,29 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     );
     server.run(pingora::server::RunArgs::default());
     Ok(())
+}
+
+/// A listener's app whose open client connections are counted
+/// (`portcullis_connections_active`). pingora hands a keep-alive
+/// connection back to `process_new` for each request, and `process_new`
+/// waits for the next one itself: a connection counts from its first call
+/// to the call that does not give it back.
+struct Counted<A>(Arc<A>);
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Counted<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let _open = crate::metrics::global().connection();
+        self.0.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.0.cleanup().await
+    }
 }
 
 /// Fetches every provider's discovery document at start-up, off the request path.

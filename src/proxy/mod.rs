@@ -51,7 +51,7 @@ pub struct App {
     session_attrs: CookieAttrs,
     login_attrs: CookieAttrs,
     forwarded_proto: HeaderValue,
-    metrics: crate::admin::Metrics,
+    metrics: &'static crate::metrics::Metrics,
     /// Connections for WebSocket tunnels (never pooled: an upgraded
     /// connection is not reusable).
     upgrade_connector: pingora::connectors::http::v1::Connector,
@@ -106,7 +106,7 @@ impl App {
             forwarded_proto,
             upgrade_connector: pingora::connectors::http::v1::Connector::new(None),
             upstream_failures: crate::telemetry::EverySecond::default(),
-            metrics: crate::admin::Metrics::default(),
+            metrics: crate::metrics::global(),
             settings,
         }
     }
@@ -158,8 +158,8 @@ impl App {
         Ok(())
     }
 
-    pub fn metrics(&self) -> &crate::admin::Metrics {
-        &self.metrics
+    pub fn metrics(&self) -> &'static crate::metrics::Metrics {
+        self.metrics
     }
 
     /// Each provider and whether it can take sign-ins now.
@@ -259,6 +259,8 @@ pub struct Ctx {
     target: TargetState,
     /// `X-Request-Id` (empty until the gate assigns it).
     request_id: HeaderValue,
+    /// When the request went to the application, if it did.
+    upstream_started: Option<Instant>,
 }
 
 /// How the request-target that was judged relates to the client's bytes.
@@ -297,6 +299,7 @@ impl ProxyHttp for Portcullis {
             outcome: "proxied",
             target: TargetState::AsReceived,
             request_id: HeaderValue::from_static(""),
+            upstream_started: None,
         }
     }
 
@@ -411,6 +414,7 @@ impl ProxyHttp for Portcullis {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        ctx.upstream_started = Some(Instant::now());
         if let TargetState::Rewritten(target) = &ctx.target {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
@@ -492,7 +496,11 @@ impl ProxyHttp for Portcullis {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        self.0.metrics.count(ctx.outcome);
+        let took = ctx.started.elapsed();
+        self.0.metrics.request(ctx.outcome, took);
+        if let Some(at) = ctx.upstream_started {
+            self.0.metrics.upstream(at.elapsed());
+        }
         let req = session.req_header();
         let status = session
             .response_written()
@@ -513,7 +521,7 @@ impl ProxyHttp for Portcullis {
                 .client_addr()
                 .and_then(|a| a.as_inet())
                 .map(|a| a.ip()),
-            micros: ctx.started.elapsed().as_micros() as u64,
+            micros: took.as_micros() as u64,
             error: e.map(|e| e.etype().as_str()),
             request_id: ctx.request_id.to_str().unwrap_or_default(),
         });
@@ -773,6 +781,7 @@ impl Portcullis {
         });
         let Some((name, login)) = login else {
             ctx.outcome = "callback_bad_state";
+            app.metrics.sign_in(id, "bad_state");
             tracing::warn!(provider = id, "callback without a matching login state (expired, replayed, or from another browser)");
             return Reply::html(
                 400,
@@ -789,6 +798,7 @@ impl Portcullis {
         match provider.finish(&login, &params).await {
             Err(e) => {
                 ctx.outcome = "provider_error";
+                app.metrics.sign_in(id, "failed");
                 tracing::warn!(provider = id, error = %e, status = e.status(), "sign-in failed");
                 Reply::html(
                     e.status(),
@@ -800,11 +810,13 @@ impl Portcullis {
                 let target = safe_return_path(&login.return_to).into_owned();
                 if let Err(denial) = app.judge_sign_in(session.req_header(), &target, &identity) {
                     ctx.outcome = "forbidden";
+                    app.metrics.sign_in(id, "forbidden");
                     tracing::info!(provider = id, user = %identity.user(), "signed in but not allowed");
                     return forbidden(app, &identity, &target, &denial).cookie(clear_login);
                 }
                 let Ok(cookies) = app.session_cookies(session.req_header(), &identity).await else {
                     ctx.outcome = "session_store_unavailable";
+                    app.metrics.sign_in(id, "store_unavailable");
                     tracing::warn!(
                         provider = id,
                         "signed in at the provider, but the session could not be stored"
@@ -814,6 +826,7 @@ impl Portcullis {
                 if cookies.is_empty() {
                     // The provider sent more than a cookie holds (the log line says so).
                     ctx.outcome = "provider_error";
+                    app.metrics.sign_in(id, "failed");
                     tracing::warn!(
                         provider = id,
                         user = %identity.user(),
@@ -834,6 +847,7 @@ impl Portcullis {
                     .cookie(clear_login);
                 }
                 ctx.outcome = "signed_in";
+                app.metrics.sign_in(id, "ok");
                 tracing::info!(provider = id, user = %identity.user(), groups = identity.groups.len(), "signed in");
                 let mut reply = Reply::redirect(target).cookie(clear_login);
                 for c in cookies {

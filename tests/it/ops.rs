@@ -143,3 +143,132 @@ async fn request_id_from_the_client_is_kept_only_when_trusted_and_well_formed() 
         assert!(is_uuid_v7(&id), "{bad:?} -> {id}");
     }
 }
+
+/// The value of the series `series` (name with its labels, as rendered).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+async fn admin_get(admin: &str, path: &str) -> String {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match harness::client()
+            .get(format!("http://{admin}{path}"))
+            .send()
+            .await
+        {
+            Ok(resp) => return resp.text().await.unwrap(),
+            Err(e) if tokio::time::Instant::now() > deadline => panic!("admin listener: {e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Polls `/metrics` (5 s at most) until `done` holds; returns the last text.
+async fn metrics_until(admin: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = admin_get(admin, "/metrics").await;
+        if done(&text) || tokio::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_histograms_count_requests_and_provider_steps() {
+    let admin = format!("127.0.0.1:{}", harness::free_port());
+    let w = World::start(&format!("[admin]\nlisten = \"{admin}\"\n")).await;
+    let (b, _) = w.signed_in("/").await;
+    const SENT: usize = 25;
+    let client = harness::client();
+    let cookies = cookie_header(&b, &w.url("/"));
+    for i in 0..SENT {
+        let resp = client
+            .get(w.url(&format!("/m/{i}")))
+            .header("cookie", &cookies)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    // The sign-in landed on "/" (proxied) too.
+    let proxied = (SENT + 1) as f64;
+    let count = "portcullis_request_duration_seconds_count{outcome=\"proxied\"}";
+    let text = metrics_until(&admin, |t| metric(t, count) == Some(proxied)).await;
+    assert_eq!(metric(&text, count), Some(proxied), "{text}");
+    assert_eq!(
+        metric(&text, "portcullis_requests_total{outcome=\"proxied\"}"),
+        Some(proxied)
+    );
+    // Buckets from 100 µs to 10 s; every request is in the +Inf bucket.
+    for le in ["0.0001", "0.001", "0.1", "1", "10", "+Inf"] {
+        let series = format!(
+            "portcullis_request_duration_seconds_bucket{{outcome=\"proxied\",le=\"{le}\"}}"
+        );
+        assert!(metric(&text, &series).is_some(), "{series}\n{text}");
+    }
+    assert_eq!(
+        metric(
+            &text,
+            "portcullis_request_duration_seconds_bucket{outcome=\"proxied\",le=\"+Inf\"}"
+        ),
+        Some(proxied)
+    );
+    assert_eq!(
+        metric(&text, "portcullis_upstream_duration_seconds_count"),
+        Some(proxied),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "portcullis_request_duration_seconds_count{outcome=\"signed_in\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "portcullis_sign_ins_total{provider=\"google\",result=\"ok\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // The sign-in's calls to the provider, by step.
+    for step in ["discovery", "jwks", "token"] {
+        let series = format!(
+            "portcullis_provider_request_duration_seconds_count{{provider=\"google\",step=\"{step}\"}}"
+        );
+        assert!(
+            metric(&text, &series).is_some_and(|n| n >= 1.0),
+            "{series}\n{text}"
+        );
+    }
+    for series in [
+        "portcullis_config_reloads_total{result=\"failure\"}",
+        "portcullis_sessions_revoked_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        assert!(metric(&text, series).is_some(), "{series}\n{text}");
+    }
+
+    // Open client connections are counted while open.
+    let gauge = "portcullis_connections_active";
+    let before = metric(&text, gauge).expect("connections gauge");
+    let held: Vec<_> = futures_util::future::join_all((0..3).map(|_| {
+        tokio::net::TcpStream::connect(w.url("").trim_start_matches("http://").to_owned())
+    }))
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    let text = metrics_until(&admin, |t| metric(t, gauge) >= Some(before + 3.0)).await;
+    assert!(metric(&text, gauge) >= Some(before + 3.0), "{text}");
+    drop(held);
+    let text = metrics_until(&admin, |t| metric(t, gauge) <= Some(before)).await;
+    assert!(metric(&text, gauge) <= Some(before), "{text}");
+}
