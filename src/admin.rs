@@ -10,15 +10,15 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::proxy::App;
 use crate::session::SessionStore;
 
-/// The admin HTTP app.
-pub struct Admin(pub Arc<App>);
+/// The admin HTTP app: answers about the current configuration.
+pub struct Admin(pub Arc<crate::reload::Current>);
 
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let app = self.0.get();
         let req = session.req_header();
         let path = req.uri.path().to_owned();
         let method = req.method.clone();
@@ -27,7 +27,7 @@ impl ServeHttp for Admin {
         let (status, content_type, body) = match path.as_str() {
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
             "/readyz" => {
-                let ready = self.0.provider_readiness().await;
+                let ready = app.provider_readiness().await;
                 let mut problems: Vec<String> = Vec::new();
                 let waiting: Vec<&str> = ready
                     .iter()
@@ -37,7 +37,7 @@ impl ServeHttp for Admin {
                 if !waiting.is_empty() {
                     problems.push(format!("waiting for providers: {}", waiting.join(", ")));
                 }
-                if let Err(why) = self.0.store().readiness() {
+                if let Err(why) = app.store().readiness() {
                     problems.push(why);
                 }
                 if problems.is_empty() {
@@ -51,16 +51,16 @@ impl ServeHttp for Admin {
                 }
             }
             "/metrics" => {
-                let ready = self.0.provider_readiness().await;
+                let ready = app.provider_readiness().await;
                 (
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
-                    crate::metrics::global().render(&ready, self.0.store()),
+                    crate::metrics::global().render(&ready, app.store()),
                 )
             }
             "/sessions" | "/sessions/revoke" => {
                 let (status, body) =
-                    sessions(self.0.store(), &path, &method, query.as_deref(), cross_site).await;
+                    sessions(app.store(), &path, &method, query.as_deref(), cross_site).await;
                 (status, "application/json", body)
             }
             _ => (

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pages;
 pub mod providers;
 pub mod proxy;
+pub mod reload;
 pub mod request_id;
 pub mod server;
 pub mod session;

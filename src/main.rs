@@ -66,7 +66,7 @@ fn main() -> ExitCode {
                 }
             };
             let _logs = portcullis::telemetry::init();
-            match portcullis::server::run(settings) {
+            match portcullis::server::run(settings, Some(path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("portcullis: {e}");

@@ -47,9 +47,10 @@ pub fn resolve_upstream(host: &str, port: u16) -> Result<SocketAddr, StartError>
     })
 }
 
-/// Runs until SIGTERM/SIGINT (then returns, so that logs are flushed).
+/// Runs until SIGTERM/SIGINT (then returns, so that logs are flushed);
+/// SIGHUP reloads `config_path` (without one, SIGHUP is not handled).
 /// Must be called outside any tokio runtime.
-pub fn run(settings: Settings) -> Result<(), StartError> {
+pub fn run(settings: Settings, config_path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     let upstream = resolve_upstream(&settings.upstream.host, settings.upstream.port)?;
     let http = providers::http_client().map_err(StartError::HttpClient)?;
     let providers = Providers::build(&settings, &http).map_err(StartError::CallbackUrl)?;
@@ -83,7 +84,9 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     };
     let public_url = settings.server.public_url.to_string();
     let admin = settings.admin;
-    let app = Arc::new(App::new(settings, providers, upstream, store));
+    let app = Arc::new(crate::reload::Current::new(App::new(
+        settings, providers, upstream, store,
+    )));
 
     let mut service = pingora::services::listening::Service::new(
         "portcullis".to_owned(),
@@ -113,7 +116,13 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
         service.add_tcp(&admin.to_string());
         server.add_service(service);
     }
-    server.add_service(background_service("provider warm-up", WarmUp(app)));
+    server.add_service(background_service("provider warm-up", WarmUp(app.get())));
+    if let Some(path) = config_path {
+        server.add_service(background_service(
+            "reload",
+            crate::reload::Reloader { path, current: app },
+        ));
+    }
     tracing::info!(
         %listen,
         %public_url,

@@ -171,6 +171,11 @@ impl App {
         out
     }
 
+    /// The validated configuration this App was built from.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     pub fn providers(&self) -> &Providers {
         &self.providers
     }
@@ -243,11 +248,15 @@ impl App {
     }
 }
 
-/// The proxy service.
-pub struct Portcullis(pub Arc<App>);
+/// The proxy service: asks [`crate::reload::Current`] for the App once per
+/// request, so that a reload applies to new requests while requests in
+/// flight finish on the App they started with.
+pub struct Portcullis(pub Arc<crate::reload::Current>);
 
 /// Per-request state.
 pub struct Ctx {
+    /// The configuration this request is served with, start to end.
+    app: Arc<App>,
     identity: Option<Identity>,
     /// When the session in `identity` ends (unix seconds): a WebSocket
     /// tunnel it opened is closed then.
@@ -293,6 +302,7 @@ impl ProxyHttp for Portcullis {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            app: self.0.get(),
             identity: None,
             session_expires_at: 0,
             started: Instant::now(),
@@ -318,7 +328,8 @@ impl ProxyHttp for Portcullis {
     /// request-target, and that view is what the upstream receives
     /// (`upstream_request_filter` writes it when it differs).
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let app = &*self.0;
+        let app = Arc::clone(&ctx.app);
+        let app = &*app;
         // First of all: the request's id, on the request itself, so that
         // the upstream, every answer and every log line carry it.
         ctx.request_id =
@@ -404,8 +415,8 @@ impl ProxyHttp for Portcullis {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(self.0.peer()))
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(ctx.app.peer()))
     }
 
     async fn upstream_request_filter(
@@ -418,7 +429,7 @@ impl ProxyHttp for Portcullis {
         if let TargetState::Rewritten(target) = &ctx.target {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
-        self.0.prepare_upstream_request(
+        ctx.app.prepare_upstream_request(
             session,
             upstream_request,
             ctx.identity.as_ref(),
@@ -478,12 +489,12 @@ impl ProxyHttp for Portcullis {
     /// An unreachable upstream is one aggregated line a second, not an
     /// ERROR line per request: during an outage the log must not become
     /// the outage. Each request still has its access-log line.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, e: &Error) -> bool {
         if is_client_gone(e) {
             return true;
         }
         if e.esource() == &ErrorSource::Upstream {
-            if let Some(failed) = self.0.upstream_failures.count() {
+            if let Some(failed) = ctx.app.upstream_failures.count() {
                 tracing::error!(
                     failed,
                     error = e.etype().as_str(),
@@ -497,9 +508,9 @@ impl ProxyHttp for Portcullis {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let took = ctx.started.elapsed();
-        self.0.metrics.request(ctx.outcome, took);
+        ctx.app.metrics.request(ctx.outcome, took);
         if let Some(at) = ctx.upstream_started {
-            self.0.metrics.upstream(at.elapsed());
+            ctx.app.metrics.upstream(at.elapsed());
         }
         let req = session.req_header();
         let status = session
@@ -530,7 +541,8 @@ impl ProxyHttp for Portcullis {
 
 impl Portcullis {
     async fn own_route(&self, session: &mut Session, ctx: &mut Ctx, route: Route<'_>) -> Reply {
-        let app = &*self.0;
+        let app = Arc::clone(&ctx.app);
+        let app = &*app;
         let req = session.req_header();
         let method = req.method.clone();
         let query = req.uri.query().map(str::to_owned);
@@ -763,7 +775,8 @@ impl Portcullis {
         id: &str,
         query: Option<&str>,
     ) -> Reply {
-        let app = &*self.0;
+        let app = Arc::clone(&ctx.app);
+        let app = &*app;
         ctx.outcome = "callback";
         let Some(provider) = app.providers.get(id) else {
             return not_found();

@@ -272,3 +272,280 @@ async fn metrics_histograms_count_requests_and_provider_steps() {
     let text = metrics_until(&admin, |t| metric(t, gauge) <= Some(before)).await;
     assert!(metric(&text, gauge) <= Some(before), "{text}");
 }
+
+/// Sends SIGHUP to the proxy.
+fn sighup(proxy: &harness::Portcullis) {
+    // SAFETY: kill(2) with our own child's pid and a plain signal number.
+    unsafe {
+        libc::kill(proxy.pid() as i32, libc::SIGHUP);
+    }
+}
+
+/// Traffic: `workers` clients, each on its own keep-alive connection,
+/// sending signed-in requests until `stop`; returns (succeeded, failures).
+fn traffic(
+    url: String,
+    cookies: String,
+    workers: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
+    use std::sync::atomic::Ordering;
+    tokio::spawn(async move {
+        let tasks = (0..workers).map(|w| {
+            let (url, cookies, stop, done) =
+                (url.clone(), cookies.clone(), stop.clone(), done.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .no_proxy()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .pool_max_idle_per_host(1)
+                    .timeout(std::time::Duration::from_secs(30))
+                    .build()
+                    .unwrap();
+                let (mut ok, mut failed) = (0usize, Vec::new());
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let r = client
+                        .get(format!("{url}/load/{w}/{i}"))
+                        .header("cookie", &cookies)
+                        .header("accept", "application/json")
+                        .send()
+                        .await;
+                    match r {
+                        Ok(resp) if resp.status() == StatusCode::OK => {
+                            let _ = resp.bytes().await;
+                            ok += 1;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(resp) => failed.push(format!("status {}", resp.status())),
+                        Err(e) => failed.push(format!("error {e:?}")),
+                    }
+                }
+                (ok, failed)
+            })
+        });
+        let mut ok = 0;
+        let mut failed = Vec::new();
+        for t in futures_util::future::join_all(tasks).await {
+            let (o, f) = t.unwrap();
+            ok += o;
+            failed.extend(f);
+        }
+        (ok, failed)
+    })
+}
+
+/// Waits until `done` has grown by `more` (15 s at most).
+async fn wait_traffic(done: &std::sync::atomic::AtomicUsize, more: usize) {
+    let target = done.load(std::sync::atomic::Ordering::Relaxed) + more;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while done.load(std::sync::atomic::Ordering::Relaxed) < target {
+        assert!(tokio::time::Instant::now() < deadline, "traffic stalled");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_providers_rules_and_secret_under_traffic_without_a_failure() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let google = mock_google::start(CLIENT_ID, CLIENT_SECRET).await;
+    google.set_auto_approve(Some(TestUser::alice()));
+    let acme = mock_google::start("acme-client", "acme-secret").await;
+    acme.set_auto_approve(Some(TestUser::alice()));
+    let upstream = upstream::start().await;
+    let old_secret = harness::session_secret();
+    let new_secret = harness::session_secret();
+    let admin = format!("127.0.0.1:{}", harness::free_port());
+    let admin_table = format!("[admin]\nlisten = \"{admin}\"\n");
+    let before = |port: u16| {
+        harness::google_config(port, &upstream.base_url, &google, &old_secret, &admin_table)
+    };
+    // After: a second provider, new routes, the secret rotated.
+    let after = |port: u16| {
+        let base =
+            harness::google_config(port, &upstream.base_url, &google, &new_secret, &admin_table);
+        let base = base.replacen(
+            &format!("secret = \"{new_secret}\"\n"),
+            &format!("secret = \"{new_secret}\"\nprevious_secrets = [\"{old_secret}\"]\n"),
+            1,
+        );
+        format!(
+            r#"{base}
+[providers.acme]
+kind = "oidc"
+display_name = "Acme SSO"
+issuer = "{issuer}"
+client_id = "acme-client"
+client_secret = "acme-secret"
+
+[[routes]]
+path = "^/open/"
+public = true
+
+[[routes]]
+path = "^/closed/"
+allowed_emails = ["nobody@example.com"]
+"#,
+            issuer = acme.issuer()
+        )
+    };
+    let proxy = harness::start(before).await;
+    proxy.wait_for_log("SIGHUP reloads the configuration").await;
+    let after = after(proxy.port);
+    let w = World {
+        google,
+        upstream,
+        proxy,
+        secret: old_secret.clone(),
+    };
+    let (b, _) = w.signed_in("/").await;
+    let cookies = cookie_header(&b, &w.url("/"));
+    let client = harness::client();
+    let get = |path: &str, with_cookie: bool| {
+        let mut r = client.get(w.url(path)).header("accept", "application/json");
+        if with_cookie {
+            r = r.header("cookie", &cookies);
+        }
+        r.send()
+    };
+    // Before: /open/ needs a session, /closed/ lets Alice in, one provider.
+    assert_eq!(
+        get("/open/x", false).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get("/closed/x", true).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let picker = get("/oauth2/sign_in", false)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!picker.contains("/oauth2/start/acme"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let load = traffic(w.url(""), cookies.clone(), 4, stop.clone(), done.clone());
+    wait_traffic(&done, 50).await;
+    // A slow request in flight across the reload finishes.
+    let slow = tokio::spawn(
+        harness::client()
+            .get(w.url("/delay/1500"))
+            .header("cookie", &cookies)
+            .send(),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    std::fs::write(&w.proxy.config_path, &after).unwrap();
+    sighup(&w.proxy);
+    w.proxy.wait_for_log("configuration reloaded").await;
+    wait_traffic(&done, 200).await;
+
+    // After: the new rules apply to new requests, the new provider signs in.
+    assert_eq!(
+        get("/open/x", false).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get("/closed/x", true).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let picker = get("/oauth2/sign_in", false)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let link = crate::common::picker_link(&picker, "acme");
+    let mut b2 = Browser::new();
+    let landed = b2.follow(&w.url(&link), 6).await;
+    assert_eq!(
+        landed.status(),
+        StatusCode::OK,
+        "hops: {:#?}\nlogs:\n{}",
+        b2.hops(),
+        w.proxy.logs()
+    );
+    let echo = json(landed).await;
+    assert!(
+        upstream_header(&echo, "x-user").is_some_and(|u| u.starts_with("acme:")),
+        "{echo}"
+    );
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.status(), StatusCode::OK);
+
+    // An invalid file is refused with every problem, and nothing changes.
+    std::fs::write(
+        &w.proxy.config_path,
+        after.replacen("[server]\n", "[server]\nthreads = 0\nbogus = 1\n", 1),
+    )
+    .unwrap();
+    sighup(&w.proxy);
+    let logs = w
+        .proxy
+        .wait_for_log("configuration reload refused: the running configuration stays")
+        .await;
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("configuration reload refused: "))
+        .collect();
+    assert!(
+        refused.iter().any(|l| l.contains("server.threads")),
+        "{logs}"
+    );
+    assert!(refused.iter().any(|l| l.contains("bogus")), "{logs}");
+    wait_traffic(&done, 100).await;
+    assert_eq!(
+        get("/open/x", false).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let picker = get("/oauth2/sign_in", false)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(picker.contains("/oauth2/start/acme"));
+
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok >= 350, "{ok}");
+    eprintln!("reload under traffic: {ok} requests, none failed");
+    // The old session (sealed with the previous secret) kept working, and
+    // still does.
+    assert_eq!(get("/after", true).await.unwrap().status(), StatusCode::OK);
+
+    let text = metrics_until(&admin, |t| {
+        metric(t, "portcullis_config_reloads_total{result=\"failure\"}") == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        metric(&text, "portcullis_config_reloads_total{result=\"success\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "portcullis_config_reloads_total{result=\"failure\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    // The upstream saw no connection break: every request answered.
+    assert!(
+        w.proxy.logs().matches("error=").count() == 0,
+        "{}",
+        w.proxy.logs()
+    );
+}
