@@ -1,5 +1,5 @@
 # The two commands of the README's quick start: `make demo` and `make test`.
-.PHONY: demo test fuzz bench lint unit check-configs
+.PHONY: demo test fuzz bench lint unit check-configs check-examples
 
 demo:
 	@bash scripts/install-deps build
@@ -10,7 +10,13 @@ test:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test
+	sh scripts/check-examples
 	bash scripts/fuzz
+
+# The example deployment files that can be checked here (the systemd unit).
+check-examples:
+	cargo build --bin portcullis
+	sh scripts/check-examples
 
 # The cargo-fuzz targets of fuzz/, FUZZ_SECONDS (default 30) each.
 fuzz:
