@@ -17,3 +17,4 @@ pub mod request_id;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod traces;

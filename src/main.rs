@@ -66,7 +66,15 @@ fn main() -> ExitCode {
                 }
             };
             let _logs = portcullis::telemetry::init();
-            match portcullis::server::run(settings, Some(path)) {
+            if let Some(endpoint) = &settings.telemetry.otlp_endpoint {
+                if let Err(e) = portcullis::traces::init(endpoint) {
+                    eprintln!("portcullis: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            let result = portcullis::server::run(settings, Some(path));
+            portcullis::traces::shutdown();
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("portcullis: {e}");

@@ -310,9 +310,28 @@ pub async fn time_provider<T>(
     step: Step,
     call: impl std::future::Future<Output = T>,
 ) -> T {
+    let span = crate::traces::start_child(
+        None,
+        match step {
+            Step::Discovery => "provider discovery",
+            Step::Token => "provider token",
+            Step::Userinfo => "provider userinfo",
+            Step::Jwks => "provider jwks",
+        },
+        opentelemetry::trace::SpanKind::Client,
+    );
     let started = std::time::Instant::now();
     let out = call.await;
     global().provider_call(provider, step, started.elapsed());
+    if let Some(span) = span {
+        crate::traces::end(
+            &span,
+            vec![
+                opentelemetry::KeyValue::new("portcullis.provider", provider.to_owned()),
+                opentelemetry::KeyValue::new("portcullis.step", step.as_str()),
+            ],
+        );
+    }
     out
 }
 

@@ -71,6 +71,9 @@ pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if old.upstream.keepalive != new.upstream.keepalive {
         keys.push("upstream.keepalive");
     }
+    if old.telemetry.otlp_endpoint != new.telemetry.otlp_endpoint {
+        keys.push("telemetry.otlp_endpoint");
+    }
     if store_identity(old) != store_identity(new) {
         keys.push("session.store / session.redis_*");
     }

@@ -63,6 +63,17 @@ pub struct Settings {
     /// (default: no admin listener).
     pub admin: Option<SocketAddr>,
     pub providers: Vec<Provider>,
+    /// `[telemetry]`.
+    pub telemetry: Telemetry,
+}
+
+/// `[telemetry]`: traces.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    /// `telemetry.otlp_endpoint`, default none (no traces): where spans go,
+    /// OTLP over HTTP (protobuf), e.g. `http://127.0.0.1:4318` (the path
+    /// `/v1/traces` is added when the URL has none).
+    pub otlp_endpoint: Option<Url>,
 }
 
 #[derive(Debug)]

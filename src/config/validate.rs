@@ -99,6 +99,29 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
         }
     }
 
+    let mut telemetry = super::Telemetry::default();
+    if let Some(mut t) = r.table(&mut root, "telemetry") {
+        let key = t.key("otlp_endpoint");
+        if let Some(v) = r.string(&mut t, "otlp_endpoint") {
+            match Url::parse(&v) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.query().is_none()
+                        && u.username().is_empty()
+                        && u.password().is_none() =>
+                {
+                    telemetry.otlp_endpoint = Some(u)
+                }
+                _ => r.issue(
+                    key,
+                    format!("{v:?} is not an http:// or https:// URL of an OTLP/HTTP collector, e.g. \"http://127.0.0.1:4318\""),
+                ),
+            }
+        }
+        r.finish(t);
+    }
+
     let mut providers_s = r.table_or_empty(&mut root, "providers");
     let mut providers = Vec::new();
     for (id, mut s) in r.tables(&mut providers_s) {
@@ -136,6 +159,7 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
                 routes,
                 admin: admin_listen,
                 providers,
+                telemetry,
             })
         }
         _ => Err(r.issues),
@@ -1043,6 +1067,16 @@ client_secret = "${GOOGLE_SECRET}"
                 "[session]",
                 "[session]\nlifetime = \"forever\"",
                 "session.lifetime",
+            ),
+            (
+                "[session]",
+                "[telemetry]\notlp_endpoint = \"grpc://collector:4317\"\n[session]",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "[session]",
+                "[telemetry]\notlp_endpoint = \"http://collector:4318/?key=x\"\n[session]",
+                "telemetry.otlp_endpoint",
             ),
             (
                 "[session]",

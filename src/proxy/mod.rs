@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use http::header::COOKIE;
 use http::{HeaderValue, Method};
+use opentelemetry::context::FutureExt as _;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -270,6 +271,9 @@ pub struct Ctx {
     request_id: HeaderValue,
     /// When the request went to the application, if it did.
     upstream_started: Option<Instant>,
+    /// With traces on: the request's span, and its call to the application.
+    span: Option<crate::traces::SpanCx>,
+    upstream_span: Option<crate::traces::SpanCx>,
 }
 
 /// How the request-target that was judged relates to the client's bytes.
@@ -310,6 +314,8 @@ impl ProxyHttp for Portcullis {
             target: TargetState::AsReceived,
             request_id: HeaderValue::from_static(""),
             upstream_started: None,
+            span: None,
+            upstream_span: None,
         }
     }
 
@@ -335,6 +341,14 @@ impl ProxyHttp for Portcullis {
         ctx.request_id =
             headers::request_id(session.req_header(), app.settings.server.trust_request_id);
         headers::set_request_id(session.req_header_mut(), &ctx.request_id)?;
+        if crate::traces::enabled() {
+            let req = session.req_header();
+            ctx.span = crate::traces::start_request(
+                req.method.as_str(),
+                req.uri.path(),
+                req.headers.get("traceparent").map(|v| v.as_bytes()),
+            );
+        }
         let decision = app.decide(session.req_header()).await;
         if let Some(wire) = decision.rewritten {
             ctx.target = TargetState::Rewritten(wire);
@@ -359,9 +373,11 @@ impl ProxyHttp for Portcullis {
                     "request",
                     request_id = ctx.request_id.to_str().unwrap_or_default()
                 );
+                let otel = ctx.span.clone().unwrap_or_default();
                 let reply = self
                     .own_route(session, ctx, flow::route(&path))
                     .instrument(span)
+                    .with_context(otel)
                     .await;
                 reply.send(session).await?;
                 Ok(true)
@@ -426,6 +442,13 @@ impl ProxyHttp for Portcullis {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_started = Some(Instant::now());
+        if let Some(up) = ctx.span.as_ref().and_then(|cx| {
+            crate::traces::start_child(Some(cx), "upstream", opentelemetry::trace::SpanKind::Client)
+        }) {
+            upstream_request.insert_header("traceparent", crate::traces::traceparent(&up))?;
+            upstream_request.remove_header("tracestate");
+            ctx.upstream_span = Some(up);
+        }
         if let TargetState::Rewritten(target) = &ctx.target {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
@@ -508,6 +531,26 @@ impl ProxyHttp for Portcullis {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let took = ctx.started.elapsed();
+        if let Some(up) = ctx.upstream_span.take() {
+            crate::traces::end(&up, Vec::new());
+        }
+        if let Some(span) = ctx.span.take() {
+            let status = session
+                .response_written()
+                .map(|r| i64::from(r.status.as_u16()))
+                .unwrap_or(0);
+            crate::traces::end(
+                &span,
+                vec![
+                    opentelemetry::KeyValue::new("http.response.status_code", status),
+                    opentelemetry::KeyValue::new("portcullis.outcome", ctx.outcome),
+                    opentelemetry::KeyValue::new(
+                        "portcullis.request_id",
+                        ctx.request_id.to_str().unwrap_or_default().to_owned(),
+                    ),
+                ],
+            );
+        }
         ctx.app.metrics.request(ctx.outcome, took);
         if let Some(at) = ctx.upstream_started {
             ctx.app.metrics.upstream(at.elapsed());

@@ -549,3 +549,137 @@ allowed_emails = ["nobody@example.com"]
         w.proxy.logs()
     );
 }
+
+/// A tiny OTLP/HTTP collector: every span POSTed to `/v1/traces`.
+struct Collector {
+    url: String,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn collector() -> Collector {
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    type Spans = std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>;
+    async fn export(State(spans): State<Spans>, body: Bytes) -> axum::http::StatusCode {
+        let Ok(req) = ExportTraceServiceRequest::decode(body) else {
+            return axum::http::StatusCode::BAD_REQUEST;
+        };
+        let mut all = spans.lock().unwrap();
+        for rs in req.resource_spans {
+            for ss in rs.scope_spans {
+                all.extend(ss.spans);
+            }
+        }
+        axum::http::StatusCode::OK
+    }
+    let spans: Spans = Default::default();
+    let app = axum::Router::new()
+        .route("/v1/traces", axum::routing::post(export))
+        .with_state(spans.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Collector {
+        url,
+        spans,
+        _task: task,
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn otlp_spans_of_a_sign_in_with_parent_links_and_traceparent_upstream() {
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    let c = collector().await;
+    let w = World::start(&format!("[telemetry]\notlp_endpoint = \"{}\"\n", c.url)).await;
+    let (b, _) = w.signed_in("/traced").await;
+    // A proxied request under a client's trace.
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let echo = echo_with(
+        &w,
+        &b,
+        "/traced-again?token=secret-in-query",
+        &[(
+            "traceparent",
+            &format!("00-{client_trace}-{client_span}-01"),
+        )],
+    )
+    .await;
+    let sent = upstream_header(&echo, "traceparent").expect("traceparent upstream");
+
+    let find = |name: &str| {
+        c.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while find("GET /traced-again").is_none() || find("provider token").is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spans: {:?}\nlogs:\n{}",
+            c.spans
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|s| &s.name)
+                .collect::<Vec<_>>(),
+            w.proxy.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let spans = c.spans.lock().unwrap().clone();
+
+    // The callback's request span is the parent of the token call.
+    let callback = spans
+        .iter()
+        .find(|s| s.name == "GET /oauth2/callback/google")
+        .expect("callback span");
+    assert_eq!(callback.kind, SpanKind::Server as i32);
+    let token = spans.iter().find(|s| s.name == "provider token").unwrap();
+    assert_eq!(token.kind, SpanKind::Client as i32);
+    assert_eq!(token.trace_id, callback.trace_id);
+    assert_eq!(token.parent_span_id, callback.span_id);
+
+    // The proxied request: child of the client's span, and the upstream got
+    // the traceparent of its own "upstream" child span.
+    let request = spans
+        .iter()
+        .find(|s| s.name == "GET /traced-again")
+        .unwrap();
+    assert_eq!(hex(&request.trace_id), client_trace);
+    assert_eq!(hex(&request.parent_span_id), client_span);
+    let upstream = spans
+        .iter()
+        .find(|s| s.name == "upstream" && s.trace_id == request.trace_id)
+        .expect("upstream span");
+    assert_eq!(upstream.parent_span_id, request.span_id);
+    assert_eq!(
+        sent,
+        format!("00-{client_trace}-{}-01", hex(&upstream.span_id))
+    );
+    // Sign-in steps are traces of their own requests; no query in any span.
+    for name in [
+        "GET /traced",
+        "GET /oauth2/sign_in",
+        "GET /oauth2/start/google",
+    ] {
+        assert!(spans.iter().any(|s| s.name == name), "{name}");
+    }
+    let dump = format!("{spans:?}");
+    assert!(
+        !dump.contains("secret-in-query") && !dump.contains("code="),
+        "{dump}"
+    );
+}
