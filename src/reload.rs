@@ -62,6 +62,9 @@ pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if old.server.threads != new.server.threads {
         keys.push("server.threads");
     }
+    if old.server.upgrade_socket != new.server.upgrade_socket {
+        keys.push("server.upgrade_socket");
+    }
     if old.server.shutdown_grace != new.server.shutdown_grace {
         keys.push("server.shutdown_grace");
     }

@@ -97,6 +97,10 @@ pub struct Server {
     /// `X-Request-Id` (when well-formed) instead of generating one. Only for
     /// a Portcullis behind a proxy that sets it.
     pub trust_request_id: bool,
+    /// `server.upgrade_socket`, default `/tmp/portcullis-upgrade.sock`: the
+    /// Unix socket through which a running process hands its listening
+    /// sockets to a new one started with `run --upgrade`.
+    pub upgrade_socket: PathBuf,
 }
 
 impl Server {

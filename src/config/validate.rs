@@ -245,6 +245,10 @@ fn server(r: &mut Reader, s: &mut Section) -> Option<Server> {
         .unwrap_or(Duration::from_secs(10));
     let trusted_proxies = super::access::cidrs(r, s, "trusted_proxies");
     let trust_request_id = r.bool(s, "trust_request_id").unwrap_or(false);
+    let upgrade_socket = r
+        .string(s, "upgrade_socket")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/portcullis-upgrade.sock"));
 
     Some(Server {
         listen: listen?,
@@ -254,6 +258,7 @@ fn server(r: &mut Reader, s: &mut Section) -> Option<Server> {
         shutdown_grace,
         trusted_proxies,
         trust_request_id,
+        upgrade_socket,
     })
 }
 

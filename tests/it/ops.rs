@@ -287,6 +287,7 @@ fn traffic(
     url: String,
     cookies: String,
     workers: usize,
+    keep_alive: bool,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
@@ -299,7 +300,7 @@ fn traffic(
                 let client = reqwest::Client::builder()
                     .no_proxy()
                     .redirect(reqwest::redirect::Policy::none())
-                    .pool_max_idle_per_host(1)
+                    .pool_max_idle_per_host(usize::from(keep_alive))
                     .timeout(std::time::Duration::from_secs(30))
                     .build()
                     .unwrap();
@@ -431,7 +432,14 @@ allowed_emails = ["nobody@example.com"]
 
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
-    let load = traffic(w.url(""), cookies.clone(), 4, stop.clone(), done.clone());
+    let load = traffic(
+        w.url(""),
+        cookies.clone(),
+        4,
+        true,
+        stop.clone(),
+        done.clone(),
+    );
     wait_traffic(&done, 50).await;
     // A slow request in flight across the reload finishes.
     let slow = tokio::spawn(
@@ -682,4 +690,104 @@ async fn otlp_spans_of_a_sign_in_with_parent_links_and_traceparent_upstream() {
         !dump.contains("secret-in-query") && !dump.contains("code="),
         "{dump}"
     );
+}
+
+#[tokio::test]
+async fn upgrade_hands_the_listening_socket_to_a_new_process_without_refusing_a_connection() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("upgrade.sock");
+    let server_extra = format!(
+        "upgrade_socket = \"{}\"\nshutdown_grace = \"2s\"",
+        sock.display()
+    );
+    let w = world_with_server(&server_extra).await;
+    let (b, _) = w.signed_in("/").await;
+    let cookies = cookie_header(&b, &w.url("/"));
+    let old_pid = w.proxy.pid();
+
+    // A new connection per request: any moment without a listener would
+    // show as a refused connection.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let load = traffic(
+        w.url(""),
+        cookies.clone(),
+        4,
+        false,
+        stop.clone(),
+        done.clone(),
+    );
+    wait_traffic(&done, 50).await;
+    let slow = tokio::spawn(
+        harness::client()
+            .get(w.url("/delay/1500"))
+            .header("cookie", &cookies)
+            .send(),
+    );
+
+    // The new process waits for the sockets; the old one hands them over on SIGQUIT.
+    let log = dir.path().join("new.log");
+    let mut new = harness::command()
+        .arg("--config")
+        .arg(&w.proxy.config_path)
+        .arg("run")
+        .arg("--upgrade")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let new_logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no upgrade socket; new process:\n{}",
+            new_logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // SAFETY: kill(2) with our own child's pid and a plain signal number.
+    unsafe {
+        libc::kill(old_pid as i32, libc::SIGQUIT);
+    }
+    // The old process finishes its requests and exits on its own.
+    let mut proxy = w.proxy;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = proxy.try_exit_status() {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old process did not exit:\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}\n{}", proxy.logs());
+    assert!(
+        proxy.logs().contains("listener sockets sent"),
+        "{}",
+        proxy.logs()
+    );
+    // Only the new process answers now, on the same port.
+    wait_traffic(&done, 100).await;
+    assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::OK);
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    let _ = new.kill();
+    let _ = new.wait();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}\nnew process:\n{}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)],
+        new_logs()
+    );
+    eprintln!("binary upgrade under traffic: {ok} requests, none failed");
 }
