@@ -140,5 +140,28 @@ fn access_log(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, session, headers, routes, access_log);
+/// What a request adds for metrics (its outcome's counter and histogram,
+/// the upstream histogram) and for its id (a UUIDv7 from the thread's CSPRNG).
+fn metrics_and_request_id(c: &mut Criterion) {
+    let m = portcullis::metrics::Metrics::new();
+    let took = std::time::Duration::from_micros(850);
+    c.bench_function("metrics: record one proxied request", |b| {
+        b.iter(|| {
+            m.request(std::hint::black_box("proxied"), took);
+            m.upstream(took);
+        })
+    });
+    c.bench_function("request id: generate a UUIDv7", |b| {
+        b.iter(portcullis::request_id::generate)
+    });
+}
+
+criterion_group!(
+    benches,
+    session,
+    headers,
+    routes,
+    access_log,
+    metrics_and_request_id
+);
 criterion_main!(benches);
