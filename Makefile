@@ -10,6 +10,7 @@ test:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test
+	sh scripts/check-systemd
 	bash scripts/fuzz
 
 # The cargo-fuzz targets of fuzz/, FUZZ_SECONDS (default 30) each.
@@ -22,6 +23,7 @@ bench:
 
 # Not part of the tests: examples/compose and examples/kubernetes against
 # their schemas (PyPI tools in a virtualenv), `portcullis check` of their
-# configs, and the compose topology without containers (see examples/README.md).
+# configs, the compose topology without containers (see examples/README.md),
+# and the systemd unit.
 check-examples:
 	bash scripts/check-examples

@@ -128,6 +128,7 @@ fn access_log(c: &mut Criterion) {
         client: Some("192.0.2.7".parse().unwrap()),
         micros: 1412,
         error: None,
+        request_id: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
     };
     let mut line = Vec::with_capacity(256);
     c.bench_function("access log: format the line's fields", |b| {
@@ -139,5 +140,28 @@ fn access_log(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, session, headers, routes, access_log);
+/// What a request adds for metrics (its outcome's counter and histogram,
+/// the upstream histogram) and for its id (a UUIDv7 from the thread's CSPRNG).
+fn metrics_and_request_id(c: &mut Criterion) {
+    let m = portcullis::metrics::Metrics::new();
+    let took = std::time::Duration::from_micros(850);
+    c.bench_function("metrics: record one proxied request", |b| {
+        b.iter(|| {
+            m.request(std::hint::black_box("proxied"), took);
+            m.upstream(took);
+        })
+    });
+    c.bench_function("request id: generate a UUIDv7", |b| {
+        b.iter(portcullis::request_id::generate)
+    });
+}
+
+criterion_group!(
+    benches,
+    session,
+    headers,
+    routes,
+    access_log,
+    metrics_and_request_id
+);
 criterion_main!(benches);

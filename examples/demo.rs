@@ -122,7 +122,7 @@ fn main() -> ExitCode {
 
     // Keep the peers' runtime alive for as long as the proxy runs.
     let _keep = (rt, google, x, facebook);
-    match portcullis::server::run(settings) {
+    match portcullis::server::run(settings, None, false) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo: {e}");

@@ -41,6 +41,8 @@ pub struct Entry<'a> {
     pub micros: u64,
     /// pingora's error type, if the request failed.
     pub error: Option<&'a str>,
+    /// The request's `X-Request-Id` (empty when none was assigned).
+    pub request_id: &'a str,
 }
 
 /// How long a line may wait before it is written.
@@ -243,6 +245,12 @@ pub fn write_fields_text(line: &mut Vec<u8>, e: &Entry<'_>) {
         line.extend_from_slice(b" error=");
         text_value(line, error);
     }
+    line.extend_from_slice(b" request_id=");
+    if e.request_id.is_empty() {
+        line.push(b'-');
+    } else {
+        text_value(line, e.request_id);
+    }
 }
 
 fn text_value(line: &mut Vec<u8>, v: &str) {
@@ -277,6 +285,9 @@ fn write_fields_json(line: &mut Vec<u8>, e: &Entry<'_>) {
     let _ = write!(line, ",\"micros\":{}", e.micros);
     if let Some(error) = e.error {
         json_field(line, "error", error);
+    }
+    if !e.request_id.is_empty() {
+        json_field(line, "request_id", e.request_id);
     }
 }
 
@@ -326,6 +337,7 @@ mod tests {
             client: Some("192.0.2.7".parse().unwrap()),
             micros: 412,
             error: None,
+            request_id: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
         }
     }
 
@@ -346,7 +358,7 @@ mod tests {
         write_fields_text(&mut line, &entry());
         assert_eq!(
             String::from_utf8(line).unwrap(),
-            "method=GET path=/app/page status=200 outcome=proxied user=google:1101 client=192.0.2.7 micros=412"
+            "method=GET path=/app/page status=200 outcome=proxied user=google:1101 client=192.0.2.7 micros=412 request_id=0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
         );
         let mut line = Vec::new();
         write_fields_text(
@@ -356,12 +368,13 @@ mod tests {
                 client: None,
                 status: 0,
                 error: Some("ConnectionClosed"),
+                request_id: "",
                 ..entry()
             },
         );
         assert_eq!(
             String::from_utf8(line).unwrap(),
-            "method=GET path=/app/page status=0 outcome=proxied user=- client=- micros=412 error=ConnectionClosed"
+            "method=GET path=/app/page status=0 outcome=proxied user=- client=- micros=412 error=ConnectionClosed request_id=-"
         );
     }
 
@@ -404,5 +417,6 @@ mod tests {
         assert_eq!(v["status"], 200);
         assert_eq!(v["micros"], 412);
         assert_eq!(v["error"], "ReadError");
+        assert_eq!(v["request_id"], "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
     }
 }

@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy (the default).
-    Run,
+    Run(RunArgs),
     /// Validate the config and print every problem; exit 0 when valid.
     Check(CheckArgs),
     /// Print a fresh random session secret (32 bytes, base64).
@@ -30,6 +30,16 @@ pub enum Command {
         #[command(subcommand)]
         action: SessionsAction,
     },
+}
+
+#[derive(Debug, Default, Args)]
+pub struct RunArgs {
+    /// Take over the listening sockets of a running Portcullis (binary
+    /// upgrade): start this, then send SIGQUIT to the old process, which
+    /// hands its sockets over through `server.upgrade_socket` and finishes
+    /// its requests. No connection is refused meanwhile.
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use portcullis::cli::{CheckArgs, Cli, Command, SessionsAction};
+use portcullis::cli::{CheckArgs, Cli, Command, RunArgs, SessionsAction};
 use portcullis::config::{self, ConfigError, ProcessEnv};
 use portcullis::session::seal::SessionKey;
 
@@ -16,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     no_transparent_huge_pages();
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
+    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Secret => {
             println!("{}", SessionKey::generate().to_base64());
             ExitCode::SUCCESS
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run => {
+        Command::Run(run) => {
             let path = config::resolve_path(cli.config);
             let settings = match config::load(&path, &ProcessEnv) {
                 Ok(s) => s,
@@ -66,7 +66,15 @@ fn main() -> ExitCode {
                 }
             };
             let _logs = portcullis::telemetry::init();
-            match portcullis::server::run(settings) {
+            if let Some(endpoint) = &settings.telemetry.otlp_endpoint {
+                if let Err(e) = portcullis::traces::init(endpoint) {
+                    eprintln!("portcullis: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            let result = portcullis::server::run(settings, Some(path), run.upgrade);
+            portcullis::traces::shutdown();
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("portcullis: {e}");

@@ -65,6 +65,17 @@ pub struct Settings {
     pub providers: Vec<Provider>,
     /// `[pages]`: the operator's look of the pages, loaded and checked.
     pub pages: std::sync::Arc<crate::pages::Look>,
+    /// `[telemetry]`.
+    pub telemetry: Telemetry,
+}
+
+/// `[telemetry]`: traces.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    /// `telemetry.otlp_endpoint`, default none (no traces): where spans go,
+    /// OTLP over HTTP (protobuf), e.g. `http://127.0.0.1:4318` (the path
+    /// `/v1/traces` is added when the URL has none).
+    pub otlp_endpoint: Option<Url>,
 }
 
 #[derive(Debug)]
@@ -90,7 +101,20 @@ pub struct Server {
     /// `X-Forwarded-Uri`/`X-Original-URI`, `X-Forwarded-Host` and
     /// `X-Forwarded-Method` the forward-auth check believes.
     pub trusted_proxies: Vec<Cidr>,
+    /// `server.trust_request_id`, default `false`: keep a client's
+    /// `X-Request-Id` (when well-formed) instead of generating one. Only for
+    /// a Portcullis behind a proxy that sets it.
+    pub trust_request_id: bool,
+    /// `server.upgrade_socket`: the Unix socket through which a running
+    /// process hands its listening sockets to a new one started with
+    /// `run --upgrade`. Unset: [`DEFAULT_UPGRADE_SOCKET`], and the proxy
+    /// runs on the fast HTTP/1 loop, whose per-thread sockets are not
+    /// handed over; set it to use zero-downtime binary upgrades.
+    pub upgrade_socket: Option<PathBuf>,
 }
+
+/// Where `run --upgrade` looks when `server.upgrade_socket` is not set.
+pub const DEFAULT_UPGRADE_SOCKET: &str = "/tmp/portcullis-upgrade.sock";
 
 impl Server {
     /// `{public_url}/oauth2/callback/{provider}`.

@@ -99,6 +99,29 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
         }
     }
 
+    let mut telemetry = super::Telemetry::default();
+    if let Some(mut t) = r.table(&mut root, "telemetry") {
+        let key = t.key("otlp_endpoint");
+        if let Some(v) = r.string(&mut t, "otlp_endpoint") {
+            match Url::parse(&v) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.query().is_none()
+                        && u.username().is_empty()
+                        && u.password().is_none() =>
+                {
+                    telemetry.otlp_endpoint = Some(u)
+                }
+                _ => r.issue(
+                    key,
+                    format!("{v:?} is not an http:// or https:// URL of an OTLP/HTTP collector, e.g. \"http://127.0.0.1:4318\""),
+                ),
+            }
+        }
+        r.finish(t);
+    }
+
     let mut providers_s = r.table_or_empty(&mut root, "providers");
     let mut providers = Vec::new();
     for (id, mut s) in r.tables(&mut providers_s) {
@@ -141,6 +164,7 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
                 admin: admin_listen,
                 providers,
                 pages: pages.unwrap_or_default(),
+                telemetry,
             })
         }
         _ => Err(r.issues),
@@ -254,6 +278,8 @@ fn server(r: &mut Reader, s: &mut Section) -> Option<Server> {
         .duration(s, "idle_timeout")
         .unwrap_or(Duration::from_secs(60));
     let trusted_proxies = super::access::cidrs(r, s, "trusted_proxies");
+    let trust_request_id = r.bool(s, "trust_request_id").unwrap_or(false);
+    let upgrade_socket = r.string(s, "upgrade_socket").map(PathBuf::from);
 
     Some(Server {
         header_timeout,
@@ -264,6 +290,8 @@ fn server(r: &mut Reader, s: &mut Section) -> Option<Server> {
         threads,
         shutdown_grace,
         trusted_proxies,
+        trust_request_id,
+        upgrade_socket,
     })
 }
 
@@ -1195,6 +1223,16 @@ client_secret = "${GOOGLE_SECRET}"
                 "[session]",
                 "[session]\nlifetime = \"forever\"",
                 "session.lifetime",
+            ),
+            (
+                "[session]",
+                "[telemetry]\notlp_endpoint = \"grpc://collector:4317\"\n[session]",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "[session]",
+                "[telemetry]\notlp_endpoint = \"http://collector:4318/?key=x\"\n[session]",
+                "telemetry.otlp_endpoint",
             ),
             (
                 "[session]",

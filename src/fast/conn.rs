@@ -35,11 +35,14 @@ use crate::access_log;
 use crate::pages;
 use crate::proxy::decide::{self, UpgradeKind};
 use crate::proxy::respond::Reply;
-use crate::proxy::{judged_target, path_of, App, Ctx, Step, TargetState};
+use crate::proxy::{headers, judged_target, path_of, App, Ctx, Step, TargetState};
+use crate::reload::Current;
 
-/// Per-thread state: the gate, this thread's upstream pool, drain flag.
+/// Per-thread state: the gate (the configuration now in force, which a
+/// reload may replace between requests), this thread's upstream pool,
+/// drain flag.
 struct Worker {
-    app: Arc<App>,
+    current: Arc<Current>,
     pool: Pool,
     read_timeout: Duration,
     /// `server.header_timeout`: a head must arrive within it.
@@ -55,7 +58,7 @@ struct Worker {
 /// A thread of the fast path: a current-thread runtime serving one
 /// listener until shutdown, then letting its connections finish.
 pub(super) fn run_thread(
-    app: Arc<App>,
+    current: Arc<Current>,
     upstream: SocketAddr,
     listener: std::net::TcpListener,
     mut shutdown: ShutdownWatch,
@@ -79,6 +82,9 @@ pub(super) fn run_thread(
                 return;
             }
         };
+        // Listener, pool and timeouts stay as started (a reload says when
+        // a change of them needs a restart).
+        let app = current.get();
         let up = &app.settings().upstream;
         let worker = Rc::new(Worker {
             pool: Pool::new(upstream, up.keepalive, up.connect_timeout),
@@ -88,7 +94,7 @@ pub(super) fn run_thread(
             public_host: public_host(&app.settings().server.public_url),
             draining: Cell::new(false),
             shutdown: shutdown.clone(),
-            app,
+            current,
         });
         let sweeper = worker.clone();
         tokio::task::spawn_local(async move {
@@ -144,6 +150,7 @@ enum HeadError {
 }
 
 async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
+    let _open = crate::metrics::global().connection();
     let ip = peer.ip();
     let mut shutdown = w.shutdown.clone();
     // Bytes read but not yet used: the rest of a pipelined batch or a body.
@@ -202,7 +209,7 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
                     ),
                 );
                 let _ = client.write_all(&reply.encode(None, true)).await;
-                log_unparsed(&w.app, 408, "request_timeout", ip, started);
+                log_unparsed(408, "request_timeout", ip, started);
                 break;
             }
             Ok(Err(HeadError::Closed)) => break,
@@ -218,7 +225,7 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
                     ),
                 );
                 let _ = client.write_all(&reply.encode(None, true)).await;
-                log_unparsed(&w.app, status, "bad_request", ip, started);
+                log_unparsed(status, "bad_request", ip, started);
                 break;
             }
             Ok(Ok(head)) => head,
@@ -285,8 +292,9 @@ async fn handle(
     head: RequestHead,
     started: std::time::Instant,
 ) -> bool {
-    let app = &*w.app;
-    let mut ctx = Ctx::new();
+    let app = w.current.get();
+    let app = &*app;
+    let mut ctx = Ctx::new(w.current.get());
     ctx.started = started;
     let RequestHead {
         mut req,
@@ -295,6 +303,17 @@ async fn handle(
         expect_continue,
         ..
     } = head;
+    // First of all: the request's id, on the request itself, so that the
+    // upstream, every answer and every log line carry it.
+    ctx.request_id = headers::request_id(&req, app.settings().server.trust_request_id);
+    let _ = headers::set_request_id(&mut req, &ctx.request_id);
+    if crate::traces::enabled() {
+        ctx.span = crate::traces::start_request(
+            req.method.as_str(),
+            req.uri.path(),
+            req.headers.get("traceparent").map(|v| v.as_bytes()),
+        );
+    }
     let decision = app.decide(&req).await;
     if let Some(wire) = decision.rewritten {
         ctx.target = TargetState::Rewritten(wire);
@@ -316,7 +335,7 @@ async fn handle(
             let status = reply.status();
             // Counted before the answer leaves: whoever reads the metrics
             // after the answer sees this request.
-            app.metrics().count(ctx.outcome);
+            app.metrics().request(ctx.outcome, ctx.started.elapsed());
             counted = true;
             let written = client.write_all(&reply.encode(Some(&req), close)).await;
             (
@@ -331,7 +350,7 @@ async fn handle(
             } else {
                 "public_upgrade"
             };
-            let (status, error) = Box::pin(tunnel(w, client, ip, buf, &req, &mut ctx)).await;
+            let (status, error) = Box::pin(tunnel(w, app, client, ip, buf, &req, &mut ctx)).await;
             (status, false, error)
         }
         Step::Forward => {
@@ -342,16 +361,21 @@ async fn handle(
                 expect_continue,
                 head_only,
                 outcome: ctx.outcome,
+                started: ctx.started,
             };
             let (status, keep, error, done) =
-                proxy(w, client, ip, buf, &mut req, exchange, &mut ctx).await;
+                proxy(w, app, client, ip, buf, &mut req, exchange, &mut ctx).await;
             counted = done;
             (status, keep, error)
         }
     };
     if !counted {
-        app.metrics().count(ctx.outcome);
+        app.metrics().request(ctx.outcome, ctx.started.elapsed());
     }
+    if let Some(at) = ctx.upstream_started {
+        app.metrics().upstream(at.elapsed());
+    }
+    end_spans(&mut ctx, status);
     let target = judged_target(&req, &ctx);
     access_log::log(&access_log::Entry {
         method: req.method.as_str(),
@@ -365,18 +389,33 @@ async fn handle(
         client: Some(ip),
         micros: ctx.started.elapsed().as_micros() as u64,
         error,
+        request_id: ctx.request_id.to_str().unwrap_or_default(),
     });
     keep
 }
 
-fn log_unparsed(
-    app: &App,
-    status: u16,
-    outcome: &'static str,
-    ip: IpAddr,
-    started: std::time::Instant,
-) {
-    app.metrics().count(outcome);
+/// With traces on: the request's span and its call to the application end.
+fn end_spans(ctx: &mut Ctx, status: u16) {
+    if let Some(up) = ctx.upstream_span.take() {
+        crate::traces::end(&up, Vec::new());
+    }
+    if let Some(span) = ctx.span.take() {
+        crate::traces::end(
+            &span,
+            vec![
+                opentelemetry::KeyValue::new("http.response.status_code", i64::from(status)),
+                opentelemetry::KeyValue::new("portcullis.outcome", ctx.outcome),
+                opentelemetry::KeyValue::new(
+                    "portcullis.request_id",
+                    ctx.request_id.to_str().unwrap_or_default().to_owned(),
+                ),
+            ],
+        );
+    }
+}
+
+fn log_unparsed(status: u16, outcome: &'static str, ip: IpAddr, started: std::time::Instant) {
+    crate::metrics::global().request(outcome, started.elapsed());
     access_log::log(&access_log::Entry {
         method: "-",
         path: "-",
@@ -386,6 +425,7 @@ fn log_unparsed(
         client: Some(ip),
         micros: started.elapsed().as_micros() as u64,
         error: None,
+        request_id: "",
     });
 }
 
@@ -400,6 +440,8 @@ struct Exchange {
     head_only: bool,
     /// What the access log and metrics call this request.
     outcome: &'static str,
+    /// When the request started (for the metrics).
+    started: std::time::Instant,
 }
 
 /// Removes hop-by-hop headers and every header the client's `Connection`
@@ -449,8 +491,10 @@ enum Failure {
     Midway(&'static str),
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn proxy(
     w: &Worker,
+    app: &App,
     client: &mut TcpStream,
     ip: IpAddr,
     buf: &mut BytesMut,
@@ -458,7 +502,6 @@ async fn proxy(
     ex: Exchange,
     ctx: &mut Ctx,
 ) -> (u16, bool, Option<&'static str>, bool) {
-    let app = &*w.app;
     strip_hop_by_hop(req);
     if !req.headers.contains_key(http::header::HOST) {
         // HTTP/1.0 without Host: we speak HTTP/1.1 upstream, which needs
@@ -466,7 +509,7 @@ async fn proxy(
         let _ = req.insert_header(http::header::HOST, w.public_host.clone());
     }
     if app
-        .prepare_upstream_request(Some(ip), req, ctx.identity.as_ref())
+        .prepare_upstream_request(Some(ip), req, ctx.identity.as_ref(), &ctx.request_id)
         .is_err()
     {
         ctx.outcome = "proxy_error";
@@ -478,6 +521,14 @@ async fn proxy(
             .is_ok();
         return (500, ok && !close, Some("internal"), false);
     }
+    if let Some(up) = ctx.span.as_ref().and_then(|cx| {
+        crate::traces::start_child(Some(cx), "upstream", opentelemetry::trace::SpanKind::Client)
+    }) {
+        let _ = req.insert_header("traceparent", crate::traces::traceparent(&up));
+        req.remove_header("tracestate");
+        ctx.upstream_span = Some(up);
+    }
+    ctx.upstream_started = Some(std::time::Instant::now());
     let mut head = Vec::with_capacity(1024);
     {
         let target = match &ctx.target {
@@ -566,7 +617,7 @@ async fn upstream_failed(
     ctx: &mut Ctx,
     why: &'static str,
 ) -> (u16, bool, Option<&'static str>) {
-    w.app.note_upstream_failure(why);
+    w.current.get().note_upstream_failure(why);
     ctx.outcome = "proxy_error";
     let rd = crate::auth::redirect::safe_return_path(path_of(&target_text(ctx))).into_owned();
     let reply = Reply::html(
@@ -683,7 +734,7 @@ async fn exchange(
     rbuf.advance(response.len);
     let status = response.status;
     // Counted before the answer leaves (see `handle`).
-    w.app.metrics().count(ex.outcome);
+    crate::metrics::global().request(ex.outcome, ex.started.elapsed());
     let upstream_clean = relay_body(
         &mut ur,
         &mut cw,
@@ -914,13 +965,13 @@ fn emit(out: &mut BytesMut, data: &[u8], to: Framing) {
 /// that opened the tunnel ends.
 async fn tunnel(
     w: &Worker,
+    app: &App,
     client: &mut TcpStream,
     ip: IpAddr,
     buf: &mut BytesMut,
     req: &RequestHeader,
     ctx: &mut Ctx,
 ) -> (u16, Option<&'static str>) {
-    let app = &*w.app;
     let target = judged_target(req, ctx).into_owned();
     let Ok(handshake) = crate::proxy::upgrade::handshake_for(
         app,
@@ -928,6 +979,7 @@ async fn tunnel(
         target.as_bytes(),
         Some(ip),
         ctx.identity.as_ref(),
+        &ctx.request_id,
     ) else {
         ctx.outcome = "proxy_error";
         let _ = client

@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::proxy::App;
+use crate::reload::Current;
 
 /// Idle upstream connections are dropped after this long (and checked for
 /// liveness whenever one is taken).
@@ -61,15 +61,19 @@ pub fn bind(addr: SocketAddr, threads: usize) -> std::io::Result<Vec<socket2::So
 /// The fast path as a pingora background service: pingora still owns the
 /// process (signals, the grace period, the admin listener, TLS).
 pub struct FastPath {
-    app: Arc<App>,
+    current: Arc<Current>,
     upstream: SocketAddr,
     listeners: std::sync::Mutex<Vec<socket2::Socket>>,
 }
 
 impl FastPath {
-    pub fn new(app: Arc<App>, upstream: SocketAddr, listeners: Vec<socket2::Socket>) -> Self {
+    pub fn new(
+        current: Arc<Current>,
+        upstream: SocketAddr,
+        listeners: Vec<socket2::Socket>,
+    ) -> Self {
         FastPath {
-            app,
+            current,
             upstream,
             listeners: std::sync::Mutex::new(listeners),
         }
@@ -88,7 +92,7 @@ impl BackgroundService for FastPath {
                 continue;
             }
             let listener: TcpListener = socket.into();
-            let app = self.app.clone();
+            let app = self.current.clone();
             let upstream = self.upstream;
             let shutdown = shutdown.clone();
             let spawned = std::thread::Builder::new()

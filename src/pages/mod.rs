@@ -374,6 +374,24 @@ pub fn error_page(status: u16, title: &str, message: &str, retry_href: &str) -> 
     render_plain(&Page::error(status, title, message, retry_href))
 }
 
+/// `page` with a support reference (the request's `X-Request-Id`) at the
+/// end of its card, so that a person can quote it and an operator find the
+/// request in the logs. `id` is plain text (escaped here).
+pub fn with_reference(page: String, id: &str) -> String {
+    let Some(at) = page.rfind("</main>") else {
+        return page;
+    };
+    let note = format!(
+        "<p class=\"reference\">Reference: <code>{}</code></p>\n",
+        html::escape(id)
+    );
+    let mut out = String::with_capacity(page.len() + note.len());
+    out.push_str(&page[..at]);
+    out.push_str(&note);
+    out.push_str(&page[at..]);
+    out
+}
+
 /// The 403 page for a signed-in user who is not allowed in.
 ///
 /// Both actions are POST forms, so they work without JavaScript and cannot be
@@ -581,6 +599,14 @@ mod tests {
         assert!(page.contains(
             "href=\"/oauth2/start/evil%22%3E%3Cscript%3E?rd=/%22%3E%3Cscript%3Ealert%281%29%3C/script%3E\""
         ));
+    }
+
+    #[test]
+    fn reference_goes_inside_the_card_escaped() {
+        let page = with_reference(error_page(502, "t", "m", "/"), "a<b");
+        let card_end = page.find("</main>").unwrap();
+        let note = page.find("Reference: <code>a&lt;b</code>").unwrap();
+        assert!(note < card_end);
     }
 
     #[test]

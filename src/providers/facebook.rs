@@ -25,6 +25,7 @@ use super::{clean_text, clean_whole, CallbackParams, Provider, ProviderError};
 use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config;
 use crate::identity::Identity;
+use crate::metrics::{time_provider, Step};
 use crate::pages::Logo;
 use crate::session::login_state::LoginState;
 
@@ -198,16 +199,20 @@ impl Provider for FacebookProvider {
             .get("code")
             .filter(|c| !c.is_empty())
             .ok_or(ProviderError::MissingCode)?;
-        let token = self
+        let exchange = self
             .oauth2
-            .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .request_async(&TokenClient(&self.http))
-            .await
-            .map_err(|e| {
-                // Facebook's errors are Graph error objects, which the
-                // oauth2 crate cannot parse as RFC 6749 errors.
-                super::token_error(e, |body| self.graph_error("oauth/access_token", 400, body))
-            })?;
+            .exchange_code(AuthorizationCode::new(code.to_owned()));
+        let token = time_provider(
+            &self.id,
+            Step::Token,
+            exchange.request_async(&TokenClient(&self.http)),
+        )
+        .await
+        .map_err(|e| {
+            // Facebook's errors are Graph error objects, which the
+            // oauth2 crate cannot parse as RFC 6749 errors.
+            super::token_error(e, |body| self.graph_error("oauth/access_token", 400, body))
+        })?;
         let access = token.access_token().secret();
         let mut url = self.userinfo.clone();
         url.query_pairs_mut()
@@ -216,15 +221,15 @@ impl Provider for FacebookProvider {
                 "appsecret_proof",
                 &appsecret_proof(self.client_secret.secret(), access),
             );
-        let resp = self
-            .http
-            .get(url.as_str())
-            .bearer_auth(access)
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable {
-                context: format!("/me: {}", transport::transport_error(e)),
-            })?;
+        let resp = time_provider(
+            &self.id,
+            Step::Userinfo,
+            self.http.get(url.as_str()).bearer_auth(access).send(),
+        )
+        .await
+        .map_err(|e| ProviderError::Unavailable {
+            context: format!("/me: {}", transport::transport_error(e)),
+        })?;
         let status = resp.status();
         let body = transport::read_capped(resp, MAX_RESPONSE, "/me").await?;
         if !status.is_success() {

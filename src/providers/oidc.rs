@@ -31,6 +31,7 @@ use super::{clean_text, clean_whole, CallbackParams, NotAccepted, Provider, Prov
 use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config;
 use crate::identity::Identity;
+use crate::metrics::{time_provider, Step};
 use crate::pages::Logo;
 use crate::session::login_state::LoginState;
 use crate::session::unix_now;
@@ -337,7 +338,9 @@ impl OidcProvider {
     async fn fetch_metadata(&self) -> Result<Metadata, ProviderError> {
         let base = self.issuer.trim_end_matches('/');
         let url = format!("{base}/.well-known/openid-configuration");
-        let body = self.get_json(&url, "discovery").await?.0;
+        let body = time_provider(&self.id, Step::Discovery, self.get_json(&url, "discovery"))
+            .await?
+            .0;
         let metadata: Metadata =
             serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
                 reason: format!(
@@ -359,7 +362,12 @@ impl OidcProvider {
 
     /// The signing keys, with their freshness from Cache-Control.
     async fn fetch_keys(&self, jwks_uri: &url::Url) -> Result<Keys, ProviderError> {
-        let (body, max_age) = self.get_json(jwks_uri.as_str(), "signing keys").await?;
+        let (body, max_age) = time_provider(
+            &self.id,
+            Step::Jwks,
+            self.get_json(jwks_uri.as_str(), "signing keys"),
+        )
+        .await?;
         let set: JsonWebKeySet<CoreJsonWebKey> =
             serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
                 reason: format!(
@@ -522,9 +530,12 @@ impl OidcProvider {
         let Some(url) = d.userinfo.as_ref().filter(|_| !complete) else {
             return Ok(None);
         };
-        let (body, _) = self
-            .get_json_as(url.as_str(), "userinfo", Some(access_token), MAX_RESPONSE)
-            .await?;
+        let (body, _) = time_provider(
+            &self.id,
+            Step::Userinfo,
+            self.get_json_as(url.as_str(), "userinfo", Some(access_token), MAX_RESPONSE),
+        )
+        .await?;
         let info: id_token::UserInfo =
             serde_json::from_slice(&body).map_err(|_| ProviderError::Protocol {
                 reason: "userinfo response is not a JSON claims object".into(),
@@ -652,10 +663,13 @@ impl Provider for OidcProvider {
         if d.pkce {
             req = req.set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()));
         }
-        let token = req
-            .request_async(&TokenClient(&self.http))
-            .await
-            .map_err(|e| super::token_error(e, super::unparsable_token_response))?;
+        let token = time_provider(
+            &self.id,
+            Step::Token,
+            req.request_async(&TokenClient(&self.http)),
+        )
+        .await
+        .map_err(|e| super::token_error(e, super::unparsable_token_response))?;
         let raw =
             token
                 .extra_fields()

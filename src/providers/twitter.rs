@@ -29,6 +29,7 @@ use super::{clean_text, clean_whole, CallbackParams, Provider, ProviderError};
 use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config::{self, XProtocol};
 use crate::identity::Identity;
+use crate::metrics::{time_provider, Step};
 use crate::pages::Logo;
 use crate::session::login_state::LoginState;
 
@@ -122,13 +123,17 @@ impl TwitterProvider {
             .get("code")
             .filter(|c| !c.is_empty())
             .ok_or(ProviderError::MissingCode)?;
-        let token = self
+        let exchange = self
             .oauth2
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()))
-            .request_async(&TokenClient(&self.http))
-            .await
-            .map_err(|e| super::token_error(e, super::unparsable_token_response))?;
+            .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()));
+        let token = time_provider(
+            &self.id,
+            Step::Token,
+            exchange.request_async(&TokenClient(&self.http)),
+        )
+        .await
+        .map_err(|e| super::token_error(e, super::unparsable_token_response))?;
 
         let mut url = self.endpoints.userinfo.clone();
         let fields = if self.wants_email {
@@ -137,12 +142,15 @@ impl TwitterProvider {
             "profile_image_url"
         };
         url.query_pairs_mut().append_pair("user.fields", fields);
-        let resp = self
-            .http
-            .get(url.as_str())
-            .bearer_auth(token.access_token().secret())
-            .send()
-            .await;
+        let resp = time_provider(
+            &self.id,
+            Step::Userinfo,
+            self.http
+                .get(url.as_str())
+                .bearer_auth(token.access_token().secret())
+                .send(),
+        )
+        .await;
         let body = read_api(resp, "users/me").await?;
         #[derive(Deserialize)]
         struct Me {

@@ -23,7 +23,7 @@ pub fn normalize(name: &str) -> String {
 /// Spelled with `_` they mean nothing to Portcullis or pingora, but CGI,
 /// WSGI and PHP map `_` to `-`: `Transfer_Encoding: chunked` would reach
 /// such an app as a second framing header.
-const CONTROL_HEADERS: [&str; 13] = [
+const CONTROL_HEADERS: [&str; 14] = [
     "transfer-encoding",
     "content-length",
     "connection",
@@ -37,6 +37,7 @@ const CONTROL_HEADERS: [&str; 13] = [
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
+    "x-request-id",
 ];
 
 /// Headers that frameworks use to re-route a request or change its method
@@ -75,6 +76,28 @@ pub fn is_smuggled(name: &str) -> bool {
 /// A routing or method override header, in any spelling.
 pub fn is_override(name: &str) -> bool {
     OVERRIDE_HEADERS.iter().any(|h| same_header(name, h))
+}
+
+/// The request's id: the client's `X-Request-Id` when `trust_client` and it
+/// is well-formed ([`crate::request_id::is_valid`]), else a new one.
+pub fn request_id(req: &RequestHeader, trust_client: bool) -> HeaderValue {
+    if trust_client {
+        if let Some(v) = req
+            .headers
+            .get(crate::request_id::HEADER)
+            .filter(|v| crate::request_id::is_valid(v.as_bytes()))
+        {
+            return v.clone();
+        }
+    }
+    let id = crate::request_id::generate();
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// Puts the request's id on a request (every copy the client sent is
+/// replaced; spellings with `_` go in [`IdentityHeaders::strip`]).
+pub fn set_request_id(req: &mut RequestHeader, id: &HeaderValue) -> pingora::Result<()> {
+    req.insert_header(crate::request_id::HEADER, id.clone())
 }
 
 /// The identity header names, precomputed for the per-request check.
@@ -203,6 +226,41 @@ pub fn groups_value(groups: &[String]) -> Option<String> {
 /// still is not a valid header value is dropped to empty rather than sent raw.
 fn value(v: &str) -> HeaderValue {
     HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    use super::*;
+
+    fn req(id: Option<&str>) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        if let Some(id) = id {
+            r.insert_header("X-Request-Id", id).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn client_id_kept_only_when_trusted_and_well_formed() {
+        let r = req(Some("abc-123"));
+        assert_eq!(request_id(&r, true), "abc-123");
+        let generated = request_id(&r, false);
+        assert_ne!(generated, "abc-123");
+        assert_eq!(generated.len(), 36);
+        let r = req(Some("has space"));
+        assert_eq!(request_id(&r, true).len(), 36);
+        assert_eq!(request_id(&req(None), true).len(), 36);
+    }
+
+    #[test]
+    fn set_replaces_every_copy() {
+        let mut r = req(Some("one"));
+        r.append_header("x-request-id", "two").unwrap();
+        set_request_id(&mut r, &HeaderValue::from_static("mine")).unwrap();
+        let all: Vec<_> = r.headers.get_all("x-request-id").iter().collect();
+        assert_eq!(all, ["mine"]);
+        assert!(is_smuggled("X_Request_Id"));
+    }
 }
 
 #[cfg(test)]

@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use http::header::COOKIE;
 use http::{HeaderValue, Method};
+use opentelemetry::context::FutureExt as _;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
+use tracing::Instrument as _;
 
 use crate::access_log;
 use crate::auth::flow::{self, Route};
@@ -50,7 +52,7 @@ pub struct App {
     session_attrs: CookieAttrs,
     login_attrs: CookieAttrs,
     forwarded_proto: HeaderValue,
-    metrics: crate::admin::Metrics,
+    metrics: &'static crate::metrics::Metrics,
     /// Connections for WebSocket tunnels (never pooled: an upgraded
     /// connection is not reusable).
     upgrade_connector: pingora::connectors::http::v1::Connector,
@@ -107,7 +109,7 @@ impl App {
             forwarded_proto,
             upgrade_connector: pingora::connectors::http::v1::Connector::new(None),
             upstream_failures: crate::telemetry::EverySecond::default(),
-            metrics: crate::admin::Metrics::default(),
+            metrics: crate::metrics::global(),
             settings,
         }
     }
@@ -125,6 +127,7 @@ impl App {
         client: Option<IpAddr>,
         upstream_request: &mut RequestHeader,
         identity: Option<&Identity>,
+        request_id: &HeaderValue,
     ) -> Result<()> {
         // The client's Host (or absolute-form authority), before anything changes.
         let host = upstream_request
@@ -139,6 +142,7 @@ impl App {
             });
         self.identity_headers
             .strip(upstream_request, identity.is_some());
+        headers::set_request_id(upstream_request, request_id)?;
         if let Some(id) = identity {
             self.identity_headers.inject(upstream_request, id)?;
         }
@@ -163,10 +167,6 @@ impl App {
         Ok(())
     }
 
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Counts a request that could not reach the upstream: one log line a
     /// second with the count, not one per request (an outage must not
     /// become a log flood).
@@ -180,8 +180,8 @@ impl App {
         }
     }
 
-    pub fn metrics(&self) -> &crate::admin::Metrics {
-        &self.metrics
+    pub fn metrics(&self) -> &'static crate::metrics::Metrics {
+        self.metrics
     }
 
     /// Each provider and whether it can take sign-ins now.
@@ -191,6 +191,11 @@ impl App {
             out.push((p.id().to_owned(), p.ready().await));
         }
         out
+    }
+
+    /// The validated configuration this App was built from.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub fn providers(&self) -> &Providers {
@@ -265,11 +270,15 @@ impl App {
     }
 }
 
-/// The proxy service.
-pub struct Portcullis(pub Arc<App>);
+/// The proxy service: asks [`crate::reload::Current`] for the App once per
+/// request, so that a reload applies to new requests while requests in
+/// flight finish on the App they started with.
+pub struct Portcullis(pub Arc<crate::reload::Current>);
 
 /// Per-request state.
 pub struct Ctx {
+    /// The configuration this request is served with, start to end.
+    pub(crate) app: Arc<App>,
     pub(crate) identity: Option<Identity>,
     /// When the session in `identity` ends (unix seconds): a WebSocket
     /// tunnel it opened is closed then.
@@ -279,16 +288,28 @@ pub struct Ctx {
     pub(crate) outcome: &'static str,
     /// The request-target as judged, when it differs from the client's.
     pub(crate) target: TargetState,
+    /// `X-Request-Id` (empty until the gate assigns it).
+    pub(crate) request_id: HeaderValue,
+    /// When the request went to the application, if it did.
+    pub(crate) upstream_started: Option<Instant>,
+    /// With traces on: the request's span, and its call to the application.
+    pub(crate) span: Option<crate::traces::SpanCx>,
+    pub(crate) upstream_span: Option<crate::traces::SpanCx>,
 }
 
 impl Ctx {
-    pub(crate) fn new() -> Ctx {
+    pub(crate) fn new(app: Arc<App>) -> Ctx {
         Ctx {
+            app,
             identity: None,
             session_expires_at: 0,
             started: Instant::now(),
             outcome: "proxied",
             target: TargetState::AsReceived,
+            request_id: HeaderValue::from_static(""),
+            upstream_started: None,
+            span: None,
+            upstream_span: None,
         }
     }
 }
@@ -322,7 +343,7 @@ impl ProxyHttp for Portcullis {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx::new()
+        Ctx::new(self.0.get())
     }
 
     /// HTTP/1.1 pipelining (RFC 9112 §9.3.2): requests a client writes
@@ -340,7 +361,21 @@ impl ProxyHttp for Portcullis {
     /// request-target, and that view is what the upstream receives
     /// (`upstream_request_filter` writes it when it differs).
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let app = &*self.0;
+        let app = Arc::clone(&ctx.app);
+        let app = &*app;
+        // First of all: the request's id, on the request itself, so that
+        // the upstream, every answer and every log line carry it.
+        ctx.request_id =
+            headers::request_id(session.req_header(), app.settings.server.trust_request_id);
+        headers::set_request_id(session.req_header_mut(), &ctx.request_id)?;
+        if crate::traces::enabled() {
+            let req = session.req_header();
+            ctx.span = crate::traces::start_request(
+                req.method.as_str(),
+                req.uri.path(),
+                req.headers.get("traceparent").map(|v| v.as_bytes()),
+            );
+        }
         let decision = app.decide(session.req_header()).await;
         if let Some(wire) = decision.rewritten {
             ctx.target = TargetState::Rewritten(wire);
@@ -375,8 +410,8 @@ impl ProxyHttp for Portcullis {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(self.0.peer()))
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(ctx.app.peer()))
     }
 
     async fn upstream_request_filter(
@@ -385,11 +420,23 @@ impl ProxyHttp for Portcullis {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        ctx.upstream_started = Some(Instant::now());
+        if let Some(up) = ctx.span.as_ref().and_then(|cx| {
+            crate::traces::start_child(Some(cx), "upstream", opentelemetry::trace::SpanKind::Client)
+        }) {
+            upstream_request.insert_header("traceparent", crate::traces::traceparent(&up))?;
+            upstream_request.remove_header("tracestate");
+            ctx.upstream_span = Some(up);
+        }
         if let TargetState::Rewritten(target) = &ctx.target {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
-        self.0
-            .prepare_upstream_request(client_ip(session), upstream_request, ctx.identity.as_ref())
+        ctx.app.prepare_upstream_request(
+            client_ip(session),
+            upstream_request,
+            ctx.identity.as_ref(),
+            &ctx.request_id,
+        )
     }
 
     /// What pingora's error lines say about a request: method and judged
@@ -397,7 +444,12 @@ impl ProxyHttp for Portcullis {
     /// apps put in WebSocket URLs).
     fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
         let req = session.req_header();
-        format!("{} {}", req.method, path_of(&judged_target(req, ctx)))
+        format!(
+            "{} {} request_id={}",
+            req.method,
+            path_of(&judged_target(req, ctx)),
+            ctx.request_id.to_str().unwrap_or_default()
+        )
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -439,12 +491,12 @@ impl ProxyHttp for Portcullis {
     /// An unreachable upstream is one aggregated line a second, not an
     /// ERROR line per request: during an outage the log must not become
     /// the outage. Each request still has its access-log line.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, e: &Error) -> bool {
         if is_client_gone(e) {
             return true;
         }
         if e.esource() == &ErrorSource::Upstream {
-            if let Some(failed) = self.0.upstream_failures.count() {
+            if let Some(failed) = ctx.app.upstream_failures.count() {
                 tracing::error!(
                     failed,
                     error = e.etype().as_str(),
@@ -457,7 +509,31 @@ impl ProxyHttp for Portcullis {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        self.0.metrics.count(ctx.outcome);
+        let took = ctx.started.elapsed();
+        if let Some(up) = ctx.upstream_span.take() {
+            crate::traces::end(&up, Vec::new());
+        }
+        if let Some(span) = ctx.span.take() {
+            let status = session
+                .response_written()
+                .map(|r| i64::from(r.status.as_u16()))
+                .unwrap_or(0);
+            crate::traces::end(
+                &span,
+                vec![
+                    opentelemetry::KeyValue::new("http.response.status_code", status),
+                    opentelemetry::KeyValue::new("portcullis.outcome", ctx.outcome),
+                    opentelemetry::KeyValue::new(
+                        "portcullis.request_id",
+                        ctx.request_id.to_str().unwrap_or_default().to_owned(),
+                    ),
+                ],
+            );
+        }
+        ctx.app.metrics.request(ctx.outcome, took);
+        if let Some(at) = ctx.upstream_started {
+            ctx.app.metrics.upstream(at.elapsed());
+        }
         let req = session.req_header();
         let status = session
             .response_written()
@@ -478,8 +554,9 @@ impl ProxyHttp for Portcullis {
                 .client_addr()
                 .and_then(|a| a.as_inet())
                 .map(|a| a.ip()),
-            micros: ctx.started.elapsed().as_micros() as u64,
+            micros: took.as_micros() as u64,
             error: e.map(|e| e.etype().as_str()),
+            request_id: ctx.request_id.to_str().unwrap_or_default(),
         });
     }
 }
@@ -512,9 +589,21 @@ impl App {
                 };
             }
             Verdict::Own(path) => {
+                // Sign-in steps log (here and in the providers): each line
+                // names the request. Only on our own routes, not per proxied request.
+                let span = tracing::info_span!(
+                    "request",
+                    request_id = ctx.request_id.to_str().unwrap_or_default()
+                );
+                let otel = ctx.span.clone().unwrap_or_default();
                 // Boxed: the rare, large future stays out of the
                 // connection's own (which idles with every connection).
-                Box::pin(self.own_route(req, client, ctx, flow::route(&path))).await
+                Box::pin(
+                    self.own_route(req, client, ctx, flow::route(&path))
+                        .instrument(span)
+                        .with_context(otel),
+                )
+                .await
             }
             Verdict::Public => {
                 // A public route: no session needed, no identity sent.
@@ -813,6 +902,7 @@ impl App {
         });
         let Some((name, login)) = login else {
             ctx.outcome = "callback_bad_state";
+            app.metrics.sign_in(id, "bad_state");
             tracing::warn!(provider = id, "callback without a matching login state (expired, replayed, or from another browser)");
             return Reply::html(
                 400,
@@ -829,6 +919,7 @@ impl App {
         match provider.finish(&login, &params).await {
             Err(e) => {
                 ctx.outcome = "provider_error";
+                app.metrics.sign_in(id, "failed");
                 tracing::warn!(provider = id, error = %e, status = e.status(), "sign-in failed");
                 Reply::html(
                     e.status(),
@@ -840,11 +931,13 @@ impl App {
                 let target = safe_return_path(&login.return_to).into_owned();
                 if let Err(denial) = app.judge_sign_in(req, &target, &identity) {
                     ctx.outcome = "forbidden";
+                    app.metrics.sign_in(id, "forbidden");
                     tracing::info!(provider = id, user = %identity.user(), "signed in but not allowed");
                     return forbidden(app, &identity, &target, &denial).cookie(clear_login);
                 }
                 let Ok(cookies) = app.session_cookies(req, &identity).await else {
                     ctx.outcome = "session_store_unavailable";
+                    app.metrics.sign_in(id, "store_unavailable");
                     tracing::warn!(
                         provider = id,
                         "signed in at the provider, but the session could not be stored"
@@ -854,6 +947,7 @@ impl App {
                 if cookies.is_empty() {
                     // The provider sent more than a cookie holds (the log line says so).
                     ctx.outcome = "provider_error";
+                    app.metrics.sign_in(id, "failed");
                     tracing::warn!(
                         provider = id,
                         user = %identity.user(),
@@ -874,6 +968,7 @@ impl App {
                     .cookie(clear_login);
                 }
                 ctx.outcome = "signed_in";
+                app.metrics.sign_in(id, "ok");
                 tracing::info!(provider = id, user = %identity.user(), groups = identity.groups.len(), "signed in");
                 let mut reply = Reply::redirect(target).cookie(clear_login);
                 for c in cookies {

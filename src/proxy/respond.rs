@@ -108,6 +108,9 @@ impl Reply {
         // Our pages' policy: their own styles by hash, no scripts, no framing,
         // forms only to ourselves (see pages::content_security_policy).
         let mut csp = None;
+        // The request's id (set on the request by the gate before anything
+        // answers): on the answer, and on error pages as a reference.
+        let request_id = req.headers.get(crate::request_id::HEADER).cloned();
         let mut cache = "no-store";
         let body = match self.body {
             Body::Page(page) => Body::Html(crate::pages::render_for(&page, req)),
@@ -116,6 +119,12 @@ impl Reply {
         let (content_type, body) = match body {
             Body::Empty => (None, Bytes::new()),
             Body::Html(s) => {
+                let s = match (&request_id, self.status >= 400) {
+                    (Some(id), true) => {
+                        crate::pages::with_reference(s, id.to_str().unwrap_or_default())
+                    }
+                    _ => s,
+                };
                 csp = Some(format!(
                     "{}; frame-ancestors 'none'",
                     crate::pages::content_security_policy(&s)
@@ -142,6 +151,9 @@ impl Reply {
         if let Some(csp) = csp.and_then(|c| HeaderValue::try_from(c).ok()) {
             h.push((http::header::CONTENT_SECURITY_POLICY, csp));
             h.push((http::header::X_FRAME_OPTIONS, st("DENY")));
+        }
+        if let Some(id) = request_id {
+            h.push((HeaderName::from_static(crate::request_id::HEADER), id));
         }
         if let Some(loc) = self.location.and_then(|l| HeaderValue::try_from(l).ok()) {
             h.push((http::header::LOCATION, loc));

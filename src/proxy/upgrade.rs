@@ -51,6 +51,7 @@ fn handshake(app: &App, session: &Session, ctx: &Ctx) -> Result<RequestHeader> {
         target.as_bytes(),
         super::client_ip(session),
         ctx.identity.as_ref(),
+        &ctx.request_id,
     )
 }
 
@@ -61,6 +62,7 @@ pub(crate) fn handshake_for(
     target: &[u8],
     client: Option<std::net::IpAddr>,
     identity: Option<&crate::identity::Identity>,
+    request_id: &http::HeaderValue,
 ) -> Result<RequestHeader> {
     let mut up = RequestHeader::build("GET", target, Some(ALLOWED.len() + 10))?;
     for name in &ALLOWED {
@@ -70,7 +72,7 @@ pub(crate) fn handshake_for(
     }
     up.insert_header(header::CONNECTION, "Upgrade")?;
     up.insert_header(header::UPGRADE, "websocket")?;
-    app.prepare_upstream_request(client, &mut up, identity)?;
+    app.prepare_upstream_request(client, &mut up, identity, request_id)?;
     Ok(up)
 }
 

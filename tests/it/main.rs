@@ -18,6 +18,7 @@ mod mock_selftest;
 mod mock_x_selftest;
 mod oidc;
 mod oidc_peer_selftest;
+mod ops;
 mod pages;
 mod policy;
 mod proxying;
