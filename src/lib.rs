@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod assertion;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -26,6 +26,8 @@ pub enum Route<'a> {
     SignOut,
     UserInfo,
     Auth,
+    /// `/oauth2/jwks.json`: the keys that verify the identity assertion.
+    Jwks,
     /// Under `/oauth2/` but nothing we serve.
     NotFound,
     /// Everything else belongs to the upstream.
@@ -45,6 +47,7 @@ pub fn route(path: &str) -> Route<'_> {
         "sign_out" => Route::SignOut,
         "userinfo" => Route::UserInfo,
         "auth" => Route::Auth,
+        "jwks.json" => Route::Jwks,
         _ => {
             if let Some(p) = rest.strip_prefix("start/") {
                 if valid_provider_id(p) {

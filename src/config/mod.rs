@@ -63,6 +63,9 @@ pub struct Settings {
     /// (default: no admin listener).
     pub admin: Option<SocketAddr>,
     pub providers: Vec<Provider>,
+    /// `[assertion]`: present = every authenticated request carries a
+    /// signed identity assertion (ES256 JWT).
+    pub assertion: Option<crate::assertion::Settings>,
 }
 
 #[derive(Debug)]

@@ -123,6 +123,15 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
     r.finish(access_s);
     let routes = super::access::routes(&mut r, &mut root, &provider_ids);
 
+    let assertion = match r.table(&mut root, "assertion") {
+        Some(mut s) => {
+            let a = assertion(&mut r, &mut s, server.as_ref(), headers.as_ref());
+            r.finish(s);
+            a
+        }
+        None => None,
+    };
+
     r.finish(root);
 
     match (server, upstream, session, headers) {
@@ -136,10 +145,122 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
                 routes,
                 admin: admin_listen,
                 providers,
+                assertion,
             })
         }
         _ => Err(r.issues),
     }
+}
+
+/// `[assertion]`: the signing key, the keys only published, audience,
+/// lifetime and header. `None` when something is wrong (each problem
+/// reported with its key).
+fn assertion(
+    r: &mut Reader,
+    s: &mut Section,
+    server: Option<&Server>,
+    identity: Option<&HeaderNames>,
+) -> Option<crate::assertion::Settings> {
+    use crate::assertion;
+    let mut ok = true;
+
+    let header_key = s.key("header");
+    let header_text = r
+        .string(s, "header")
+        .unwrap_or_else(|| assertion::DEFAULT_HEADER.to_owned());
+    let header = match HeaderName::from_bytes(header_text.as_bytes()) {
+        Ok(h) => {
+            // As the proxy strips them: any case, `_` for `-`.
+            let norm = |name: &str| name.to_ascii_lowercase().replace('_', "-");
+            let n = norm(h.as_str());
+            let taken =
+                identity.is_some_and(|names| names.all().iter().any(|i| norm(i.as_str()) == n));
+            if taken {
+                r.issue(
+                    &header_key,
+                    "is already the name of an identity header in [headers]",
+                );
+                ok = false;
+            } else if n == "cookie"
+                || n == "authorization"
+                || n == "host"
+                || n.starts_with("x-forwarded-")
+            {
+                r.issue(
+                    &header_key,
+                    format!("{header_text:?} is reserved; use e.g. \"X-User-Assertion\""),
+                );
+                ok = false;
+            }
+            Some(h)
+        }
+        Err(_) => {
+            r.issue(
+                &header_key,
+                format!("{header_text:?} is not a valid header name"),
+            );
+            None
+        }
+    };
+
+    let key_key = s.key("key_file");
+    let key = r.required_string(s, "key_file").and_then(|path| {
+        match assertion::read_private_key(std::path::Path::new(&path)) {
+            Ok(k) => Some(k),
+            Err(why) => {
+                r.issue(&key_key, why);
+                None
+            }
+        }
+    });
+
+    let publish_key = s.key("publish_key_files");
+    let publish = r
+        .strings(s, "publish_key_files")
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(
+            |(i, path)| match assertion::read_public_key(std::path::Path::new(path)) {
+                Ok(k) => Some(k),
+                Err(why) => {
+                    r.issue(format!("{publish_key}[{i}]"), why);
+                    ok = false;
+                    None
+                }
+            },
+        )
+        .collect();
+
+    let audience_key = s.key("audience");
+    let audience = match r.string(s, "audience") {
+        Some(a) if a.trim().is_empty() || a.chars().any(char::is_control) => {
+            r.issue(&audience_key, "must be a non-empty string without control characters, e.g. \"https://app.example.com\"");
+            None
+        }
+        Some(a) => Some(a),
+        None => server.map(|s| s.public_url.as_str().trim_end_matches('/').to_owned()),
+    };
+
+    let lifetime_key = s.key("lifetime");
+    let lifetime = r
+        .duration(s, "lifetime")
+        .unwrap_or(assertion::DEFAULT_LIFETIME);
+    if lifetime < Duration::from_secs(30) || lifetime > Duration::from_secs(86400) {
+        r.issue(lifetime_key, "must be between 30s and 24h");
+        ok = false;
+    }
+
+    if !ok {
+        return None;
+    }
+    Some(assertion::Settings {
+        header: header?,
+        key: key?,
+        publish,
+        audience: audience?,
+        lifetime,
+    })
 }
 
 fn server(r: &mut Reader, s: &mut Section) -> Option<Server> {
@@ -980,6 +1101,61 @@ client_secret = "${GOOGLE_SECRET}"
             Err(ConfigError::Invalid(v)) => v.into_iter().map(|i| i.to_string()).collect(),
             Err(e) => vec![e.to_string()],
         }
+    }
+
+    #[test]
+    fn assertion_keys_are_checked_each_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, crate::assertion::generate_key_pem().unwrap()).unwrap();
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        // An Ed25519 key in PKCS#8: any key but P-256 is refused.
+        let ed25519 = dir.path().join("ed25519.pem");
+        std::fs::write(
+            &ed25519,
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let missing = dir.path().join("missing.pem");
+
+        let ok = good() + &format!("[assertion]\nkey_file = {key:?}\n");
+        let s = parse(&ok, &env).expect("valid");
+        let a = s.assertion.expect("assertion on");
+        assert_eq!(a.header.as_str(), "x-user-assertion");
+        assert_eq!(a.audience, "https://app.example.com");
+        assert_eq!(a.lifetime, std::time::Duration::from_secs(300));
+        assert!(parse(&good(), &env).unwrap().assertion.is_none());
+
+        let bad = good()
+            + &format!(
+                "[assertion]\nkey_file = {missing:?}\npublish_key_files = [{key:?}, {not_pem:?}, {ed25519:?}]\nlifetime = \"5s\"\nheader = \"X-User\"\naudience = \"\"\n"
+            );
+        let got = issues(&bad);
+        let keys: Vec<&str> = got.iter().map(|l| l.split(':').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "assertion.header",
+                "assertion.key_file",
+                "assertion.publish_key_files[1]",
+                "assertion.publish_key_files[2]",
+                "assertion.audience",
+                "assertion.lifetime"
+            ],
+            "{got:#?}"
+        );
+        assert!(got[1].contains("cannot read"), "{got:#?}");
+        assert!(got[2].contains("P-256"), "{got:#?}");
+        assert!(got[3].contains("P-256"), "{got:#?}");
+        assert!(issues(&(good() + "[assertion]\n"))
+            .iter()
+            .any(|l| l.starts_with("assertion.key_file")));
+        assert!(
+            issues(&(good() + &format!("[assertion]\nkey_file = {key:?}\nkeyfile = 1\n")))
+                .iter()
+                .any(|l| l.starts_with("assertion.keyfile"))
+        );
     }
 
     #[test]

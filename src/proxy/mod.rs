@@ -31,7 +31,7 @@ use crate::pages::{self, ProviderButton};
 use crate::providers::{CallbackParams, Providers};
 use crate::session::cookie::{self, CookieAttrs};
 use crate::session::login_state::{self, LoginState, LOGIN_COOKIE_PATH, LOGIN_STATE_TTL};
-use crate::session::{SessionCodec, SessionStore, Unavailable};
+use crate::session::{unix_now, SessionCodec, SessionStore, Unavailable};
 use decide::{AuthVerdict, Denial, UpgradeKind, Verdict};
 use headers::IdentityHeaders;
 use request::Refusal;
@@ -56,6 +56,8 @@ pub struct App {
     upgrade_connector: pingora::connectors::http::v1::Connector,
     /// Upstream failures: one log line a second with a count.
     upstream_failures: crate::telemetry::EverySecond,
+    /// `[assertion]`: signs the identity assertion sent upstream.
+    assertion: Option<crate::assertion::Signer>,
 }
 
 impl App {
@@ -94,8 +96,17 @@ impl App {
             "http"
         });
         let peer = upstream_peer(&settings.upstream, upstream);
+        let assertion = settings
+            .assertion
+            .as_ref()
+            .map(|a| crate::assertion::Signer::new(a, settings.server.public_url.as_str()));
+        let mut identity_headers = IdentityHeaders::new(settings.headers.clone());
+        if let Some(a) = &assertion {
+            identity_headers.also_strip(a.header_name());
+        }
         App {
-            identity_headers: IdentityHeaders::new(settings.headers.clone()),
+            identity_headers,
+            assertion,
             codec,
             store,
             providers,
@@ -395,7 +406,12 @@ impl ProxyHttp for Portcullis {
             upstream_request.set_raw_path(target.as_bytes())?;
         }
         self.0
-            .prepare_upstream_request(session, upstream_request, ctx.identity.as_ref())
+            .prepare_upstream_request(session, upstream_request, ctx.identity.as_ref())?;
+        if let (Some(signer), Some(id)) = (&self.0.assertion, &ctx.identity) {
+            let token = signer.header_value(id, ctx.session_expires_at, unix_now());
+            upstream_request.insert_header(signer.header_name().clone(), token)?;
+        }
+        Ok(())
     }
 
     /// What pingora's error lines say about a request: method and judged
@@ -660,6 +676,10 @@ impl Portcullis {
                     for (name, value) in app.identity_headers.pairs(&id) {
                         reply = reply.header(name, value);
                     }
+                    if let Some(signer) = &app.assertion {
+                        let token = signer.header_value(&id, 0, unix_now());
+                        reply = reply.header(signer.header_name().clone(), token);
+                    }
                     ctx.identity = Some(id);
                     reply
                 }
@@ -697,12 +717,21 @@ impl Portcullis {
                     Reply::json(401, body.to_string())
                 }
             },
+            Route::Jwks if get_like => match &app.assertion {
+                Some(signer) => {
+                    ctx.outcome = "jwks";
+                    Reply::json(200, signer.jwks().to_owned())
+                        .cache_control(crate::assertion::JWKS_CACHE_CONTROL)
+                }
+                None => not_found(),
+            },
             Route::NotFound | Route::Upstream => not_found(),
             Route::SignIn
             | Route::Start(_)
             | Route::Callback(_)
             | Route::SignOut
-            | Route::UserInfo => {
+            | Route::UserInfo
+            | Route::Jwks => {
                 ctx.outcome = "method_not_allowed";
                 Reply::html(
                     405,

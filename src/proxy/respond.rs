@@ -24,6 +24,8 @@ pub struct Reply {
     location: Option<String>,
     cookies: Vec<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// `Cache-Control`, default `no-store`.
+    cache_control: &'static str,
 }
 
 impl Reply {
@@ -52,11 +54,18 @@ impl Reply {
             location: None,
             cookies: Vec::new(),
             headers: Vec::new(),
+            cache_control: "no-store",
         }
     }
 
     pub fn cookie(mut self, set_cookie: String) -> Self {
         self.cookies.push(set_cookie);
+        self
+    }
+
+    /// A `Cache-Control` other than `no-store` (public, cacheable answers).
+    pub fn cache_control(mut self, value: &'static str) -> Self {
+        self.cache_control = value;
         self
     }
 
@@ -76,7 +85,7 @@ impl Reply {
             resp.insert_header(http::header::CONTENT_TYPE, ct)?;
         }
         resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        resp.insert_header(http::header::CACHE_CONTROL, self.cache_control)?;
         resp.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
         resp.insert_header(http::header::REFERRER_POLICY, "no-referrer")?;
         if matches!(content_type, Some(ct) if ct.starts_with("text/html")) {

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod assertion;
 mod cli;
 mod common;
 mod facebook;

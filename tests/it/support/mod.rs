@@ -13,3 +13,4 @@ pub mod redis;
 pub mod served;
 pub mod tap;
 pub mod upstream;
+pub mod verifiers;
