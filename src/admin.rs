@@ -15,7 +15,7 @@ use crate::proxy::App;
 use crate::session::SessionStore;
 
 /// Every outcome the proxy records per request (the access log's `outcome`).
-pub const OUTCOMES: [&str; 23] = [
+pub const OUTCOMES: [&str; 25] = [
     "proxied",
     "upgrade",
     "upgrade_session_expired",
@@ -39,6 +39,8 @@ pub const OUTCOMES: [&str; 23] = [
     "method_not_allowed",
     "proxy_error",
     "session_store_unavailable",
+    "jwks",
+    "bearer_rejected",
 ];
 
 /// Lock-free request counters, one per outcome.

@@ -316,6 +316,21 @@ pub struct Provider {
     /// `hosted_domains` (Google only), lower-cased: the ID token's `hd`
     /// claim must be one of them. Empty: any account.
     pub hosted_domains: Vec<String>,
+    /// `accept_bearer_tokens = true` (kind `oidc` only): API clients may
+    /// authenticate with `Authorization: Bearer <JWT from this issuer>`.
+    pub bearer: Option<Bearer>,
+}
+
+/// Bearer tokens accepted from an OpenID Connect provider.
+#[derive(Debug, Clone)]
+pub struct Bearer {
+    /// `bearer_audiences`, default `[client_id]`: the token's `aud` must
+    /// name one of them.
+    pub audiences: Vec<String>,
+    /// `pass_authorization_header`, default false: the `Authorization`
+    /// header of a request authenticated by a bearer token goes upstream
+    /// unchanged only when true (else it is removed).
+    pub pass_authorization_header: bool,
 }
 
 /// Reads, parses and validates a config file.

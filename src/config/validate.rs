@@ -754,6 +754,7 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
 
     let groups_claim = groups_claim(r, s, kind == Kind::Oidc);
     let hosted_domains = hosted_domains(r, s, kind == Kind::Google);
+    let bearer = bearer(r, s, kind == Kind::Oidc, client_id.as_deref());
 
     let (kind, scopes) = match kind {
         Kind::Google | Kind::Oidc => {
@@ -804,7 +805,75 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
         scopes: scopes?,
         groups_claim: groups_claim?,
         hosted_domains: hosted_domains?,
+        bearer: bearer?,
     })
+}
+
+/// `accept_bearer_tokens`, `bearer_audiences`, `pass_authorization_header`
+/// (kind `oidc` only). `Some(None)` when bearer tokens are off.
+fn bearer(
+    r: &mut Reader,
+    s: &mut Section,
+    allowed: bool,
+    client_id: Option<&str>,
+) -> Option<Option<super::Bearer>> {
+    const KEYS: [&str; 3] = [
+        "accept_bearer_tokens",
+        "bearer_audiences",
+        "pass_authorization_header",
+    ];
+    if !KEYS.iter().any(|k| s.contains(k)) {
+        return Some(None);
+    }
+    if !allowed {
+        for k in KEYS {
+            if s.contains(k) {
+                r.discard(s, k);
+                r.issue(
+                    s.key(k),
+                    "applies only to kind = \"oidc\" providers (bearer tokens are JWTs verified with the provider's keys)",
+                );
+            }
+        }
+        return None;
+    }
+    let on = r.bool(s, "accept_bearer_tokens").unwrap_or(false);
+    let audiences_key = s.key("bearer_audiences");
+    let audiences = r.strings(s, "bearer_audiences");
+    let pass = r.bool(s, "pass_authorization_header");
+    if !on {
+        for (present, k) in [
+            (audiences.is_some(), "bearer_audiences"),
+            (pass.is_some(), "pass_authorization_header"),
+        ] {
+            if present {
+                r.issue(
+                    s.key(k),
+                    "is only used with accept_bearer_tokens = true; set that or remove the key",
+                );
+            }
+        }
+        return if audiences.is_some() || pass.is_some() {
+            None
+        } else {
+            Some(None)
+        };
+    }
+    let audiences = match audiences {
+        Some(list) if list.is_empty() || list.iter().any(String::is_empty) => {
+            r.issue(
+                audiences_key,
+                "must list at least one audience, none empty, e.g. [\"api://app\"]",
+            );
+            return None;
+        }
+        Some(list) => list,
+        None => vec![client_id?.to_owned()],
+    };
+    Some(Some(super::Bearer {
+        audiences,
+        pass_authorization_header: pass.unwrap_or(false),
+    }))
 }
 
 /// `groups_claim`: a dotted path (`"realm_access.roles"`) or a list of
@@ -1155,6 +1224,38 @@ client_secret = "${GOOGLE_SECRET}"
             issues(&(good() + &format!("[assertion]\nkey_file = {key:?}\nkeyfile = 1\n")))
                 .iter()
                 .any(|l| l.starts_with("assertion.keyfile"))
+        );
+    }
+
+    #[test]
+    fn bearer_keys_are_checked() {
+        let oidc = "[providers.acme]\nkind = \"oidc\"\nissuer = \"https://sso.example\"\nclient_id = \"web\"\nclient_secret = \"s\"\n";
+        let s = parse(&(good() + oidc + "accept_bearer_tokens = true\n"), &env).expect("valid");
+        let b = s.providers[1].bearer.as_ref().expect("bearer on");
+        assert_eq!(b.audiences, ["web"]);
+        assert!(!b.pass_authorization_header);
+        assert!(s.providers[0].bearer.is_none());
+        let got = issues(&(good() + oidc + "bearer_audiences = [\"api\"]\n"));
+        assert!(
+            got[0].starts_with(
+                "providers.acme.bearer_audiences: is only used with accept_bearer_tokens"
+            ),
+            "{got:?}"
+        );
+        let got = issues(&(good() + oidc + "accept_bearer_tokens = true\nbearer_audiences = []\n"));
+        assert!(
+            got[0].starts_with("providers.acme.bearer_audiences: must list"),
+            "{got:?}"
+        );
+        let got = issues(&good().replace(
+            "[providers.google]",
+            "[providers.google]\naccept_bearer_tokens = true",
+        ));
+        assert!(
+            got[0].starts_with(
+                "providers.google.accept_bearer_tokens: applies only to kind = \"oidc\""
+            ),
+            "{got:?}"
         );
     }
 

@@ -25,9 +25,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
 
 use super::groups::{self, Lookup};
-use super::id_token::{self, Expected, IdTokenError};
+use super::id_token::{self, BearerError, BearerExpected, Expected, IdTokenError};
 use super::transport::{self, TokenClient, MAX_DOCUMENT, MAX_RESPONSE};
-use super::{clean_text, clean_whole, CallbackParams, NotAccepted, Provider, ProviderError};
+use super::{
+    clean_text, clean_whole, BearerUser, CallbackParams, NotAccepted, Provider, ProviderError,
+};
 use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config;
 use crate::identity::Identity;
@@ -141,6 +143,8 @@ pub struct OidcProvider {
     hosted_domains: Vec<String>,
     /// A groups claim with values other than strings is warned about once.
     groups_warned: AtomicBool,
+    /// `accept_bearer_tokens` and its settings.
+    bearer: Option<config::Bearer>,
 }
 
 impl OidcProvider {
@@ -208,7 +212,53 @@ impl OidcProvider {
             groups_claim: p.groups_claim.clone(),
             hosted_domains: p.hosted_domains.clone(),
             groups_warned: AtomicBool::new(false),
+            bearer: p.bearer.clone(),
         }
+    }
+
+    /// A bearer token verified with this provider's keys (refetched once
+    /// for an unknown `kid`, at most once a minute), then its claims.
+    async fn verify_bearer(
+        &self,
+        bearer: &config::Bearer,
+        token: &str,
+    ) -> Result<BearerUser, BearerError> {
+        let d = self
+            .discovered()
+            .await
+            .map_err(|_| BearerError::Unavailable)?;
+        let d = self.current_keys(d).await;
+        let issuers: Vec<&str> = self.accepted_issuers.iter().map(String::as_str).collect();
+        let check = |d: &Discovered| {
+            id_token::verify_bearer(
+                token,
+                &d.keys,
+                &BearerExpected {
+                    issuers: &issuers,
+                    audiences: &bearer.audiences,
+                    now: unix_now(),
+                    leeway: CLOCK_LEEWAY_SECS,
+                },
+            )
+        };
+        let claims = match check(&d) {
+            Err(IdTokenError::UnknownKey) => match self.refetch_keys(&d).await {
+                Some(fresh) => check(&fresh),
+                None => Err(IdTokenError::UnknownKey),
+            },
+            other => other,
+        }
+        .map_err(BearerError::Invalid)?;
+        let groups = self
+            .groups_in(&claims.other)
+            .map_err(|_| BearerError::Invalid(IdTokenError::Malformed))?
+            .unwrap_or_default();
+        let expires_at = claims.exp;
+        Ok(BearerUser {
+            identity: self.identity(claims, groups),
+            expires_at,
+            pass_authorization: bearer.pass_authorization_header,
+        })
     }
 
     /// `hosted_domains`: the verified ID token's `hd` must be one of them
@@ -702,6 +752,17 @@ impl Provider for OidcProvider {
         };
         Ok(self.identity(claims, groups))
     }
+
+    fn issued(&self, token_issuer: &str) -> bool {
+        self.bearer.is_some() && self.accepted_issuers.iter().any(|i| i == token_issuer)
+    }
+
+    async fn bearer(&self, token: &str) -> Result<BearerUser, BearerError> {
+        match &self.bearer {
+            Some(b) => self.verify_bearer(b, token).await,
+            None => Err(BearerError::UnknownIssuer),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -720,6 +781,7 @@ mod tests {
             scopes: vec!["email".into(), "openid".into()],
             groups_claim: None,
             hosted_domains: Vec::new(),
+            bearer: None,
         };
         OidcProvider::new(
             &p,

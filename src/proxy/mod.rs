@@ -28,6 +28,7 @@ use crate::auth::redirect::safe_return_path;
 use crate::config::{self, Settings};
 use crate::identity::Identity;
 use crate::pages::{self, ProviderButton};
+use crate::providers::id_token::BearerError;
 use crate::providers::{CallbackParams, Providers};
 use crate::session::cookie::{self, CookieAttrs};
 use crate::session::login_state::{self, LoginState, LOGIN_COOKIE_PATH, LOGIN_STATE_TTL};
@@ -328,6 +329,11 @@ impl ProxyHttp for Portcullis {
         if decision.upgrade == UpgradeKind::Other {
             decide::remove_upgrade(session.req_header_mut())?;
         }
+        if decision.strip_authorization {
+            session
+                .req_header_mut()
+                .remove_header(&http::header::AUTHORIZATION);
+        }
         let websocket = decision.upgrade == UpgradeKind::WebSocket;
         match decision.verdict {
             Verdict::Refuse(refusal) => {
@@ -375,6 +381,11 @@ impl ProxyHttp for Portcullis {
                 ctx.outcome = "forbidden";
                 let rd = judged_target(session.req_header(), ctx).into_owned();
                 forbidden(app, &id, &rd, &denial).send(session).await?;
+                Ok(true)
+            }
+            Verdict::BearerRejected(e) => {
+                ctx.outcome = "bearer_rejected";
+                bearer_rejected(e).send(session).await?;
                 Ok(true)
             }
             Verdict::SignIn { api } => {
@@ -881,6 +892,31 @@ fn store_unavailable(api: bool, retry: &str) -> Reply {
         )
     };
     reply.header(http::header::RETRY_AFTER, HeaderValue::from_static("5"))
+}
+
+/// A refused bearer token: 401 with `WWW-Authenticate: Bearer
+/// error="invalid_token"` (RFC 6750 §3.1); 503 when the issuer's keys are
+/// unavailable. Never the token itself.
+fn bearer_rejected(e: BearerError) -> Reply {
+    let description = e.description();
+    let (status, error) = match e {
+        BearerError::Unavailable => (503, "temporarily_unavailable"),
+        BearerError::NotJwt | BearerError::UnknownIssuer | BearerError::Invalid(_) => {
+            (401, "invalid_token")
+        }
+    };
+    let body = serde_json::json!({ "error": error, "error_description": description });
+    let mut reply = Reply::json(status, body.to_string());
+    if status == 401 {
+        let challenge =
+            format!("Bearer error=\"invalid_token\", error_description=\"{description}\"");
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            reply = reply.header(http::header::WWW_AUTHENTICATE, v);
+        }
+    } else {
+        reply = reply.header(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    reply
 }
 
 fn unauthenticated_json() -> Reply {

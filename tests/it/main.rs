@@ -4,6 +4,7 @@
 mod support;
 
 mod assertion;
+mod bearer;
 mod cli;
 mod common;
 mod facebook;

@@ -22,8 +22,12 @@
 //                    "claims_only_in_userinfo": false // true: those claims in userinfo only,
 //                                                     //   never in the ID token
 //                  }],
-//     "conform_id_token_claims": true   // optional, oidc-provider's default (true): email and
+//     "conform_id_token_claims": true,  // optional, oidc-provider's default (true): email and
 //                                       // profile claims only from userinfo in the code flow
+//     "resource_server": {              // optional: one API (resource server) whose access
+//       "audience": "api://app",        //   tokens are RS256 JWTs with this `aud`, issued by
+//       "ttl": 300                      //   the client_credentials grant (clients with
+//     }                                 //   "grant_types": ["client_credentials"]) for `ttl` s
 //   }
 //
 // The built-in development login/consent pages (features.devInteractions) are on: the login
@@ -168,9 +172,37 @@ const clients = (config.clients ?? []).map((c) => ({
     : {}),
   redirect_uris: c.redirect_uris,
   token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_basic',
+  // An API client (client credentials only) has no redirect and no response types.
+  ...(c.grant_types ? { grant_types: c.grant_types } : {}),
+  ...(c.grant_types && !c.grant_types.includes('authorization_code') ? { response_types: [] } : {}),
   // grant_types ['authorization_code'], response_types ['code'] and RS256 ID tokens are
   // oidc-provider's clientDefaults.
 }));
+
+// JWT access tokens for one resource server (docs/README.md "features.resourceIndicators"):
+// the client_credentials grant issues them for the resource server's audience by default.
+function resourceServerFeatures({ audience, ttl }) {
+  return {
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => audience,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (_ctx, resource) => {
+        if (resource !== audience) {
+          throw new Error(`unknown resource ${resource}`);
+        }
+        return {
+          scope: 'api',
+          audience,
+          accessTokenTTL: ttl ?? 300,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
+  };
+}
 
 // Listen first, so that port 0 is resolved before the issuer (which names the port) is set.
 const server = createServer();
@@ -193,6 +225,7 @@ server.listen(port, '127.0.0.1', () => {
     },
     features: {
       devInteractions: { enabled: true }, // the default; stated because the tests rely on it
+      ...(config.resource_server ? resourceServerFeatures(config.resource_server) : {}),
     },
     // Static cookie signing keys (Keygrip), TEST ONLY: interaction/session cookies get a
     // `.sig` companion and a forged cookie is refused.
