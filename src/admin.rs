@@ -15,7 +15,7 @@ use crate::proxy::App;
 use crate::session::SessionStore;
 
 /// Every outcome the proxy records per request (the access log's `outcome`).
-pub const OUTCOMES: [&str; 25] = [
+pub const OUTCOMES: [&str; 26] = [
     "proxied",
     "upgrade",
     "upgrade_session_expired",
@@ -41,6 +41,7 @@ pub const OUTCOMES: [&str; 25] = [
     "session_store_unavailable",
     "jwks",
     "bearer_rejected",
+    "sign_out_at_provider",
 ];
 
 /// Lock-free request counters, one per outcome.

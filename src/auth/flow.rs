@@ -9,6 +9,7 @@ use crate::config::Access;
 /// Portcullis's own paths live under this prefix.
 pub const PREFIX: &str = "/oauth2/";
 pub const SIGN_IN: &str = "/oauth2/sign_in";
+pub const SIGN_OUT: &str = "/oauth2/sign_out";
 
 /// Characters left as they are in a query value: unreserved ones and `/`.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC

@@ -319,6 +319,9 @@ pub struct Provider {
     /// `accept_bearer_tokens = true` (kind `oidc` only): API clients may
     /// authenticate with `Authorization: Bearer <JWT from this issuer>`.
     pub bearer: Option<Bearer>,
+    /// `sign_out_at_provider` (kinds `oidc` and `google`), default false:
+    /// sign-out also ends the provider's session (RP-initiated logout).
+    pub sign_out_at_provider: bool,
 }
 
 /// Bearer tokens accepted from an OpenID Connect provider.

@@ -755,6 +755,14 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
     let groups_claim = groups_claim(r, s, kind == Kind::Oidc);
     let hosted_domains = hosted_domains(r, s, kind == Kind::Google);
     let bearer = bearer(r, s, kind == Kind::Oidc, client_id.as_deref());
+    let sign_out_key = s.key("sign_out_at_provider");
+    let sign_out_at_provider = r.bool(s, "sign_out_at_provider").unwrap_or(false);
+    if sign_out_at_provider && !matches!(kind, Kind::Oidc | Kind::Google) {
+        r.issue(
+            sign_out_key,
+            "applies only to OpenID Connect providers (kind = \"oidc\" or \"google\")",
+        );
+    }
 
     let (kind, scopes) = match kind {
         Kind::Google | Kind::Oidc => {
@@ -806,6 +814,7 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
         groups_claim: groups_claim?,
         hosted_domains: hosted_domains?,
         bearer: bearer?,
+        sign_out_at_provider,
     })
 }
 
@@ -1257,6 +1266,25 @@ client_secret = "${GOOGLE_SECRET}"
             ),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn sign_out_at_provider_only_for_openid_connect() {
+        let x = "[providers.x]\nclient_id = \"x\"\nclient_secret = \"s\"\nsign_out_at_provider = true\n";
+        let got = issues(&(good() + x));
+        assert!(
+            got[0].starts_with("providers.x.sign_out_at_provider: applies only to OpenID Connect"),
+            "{got:?}"
+        );
+        let s = parse(
+            &good().replace(
+                "[providers.google]",
+                "[providers.google]\nsign_out_at_provider = true",
+            ),
+            &env,
+        )
+        .expect("valid");
+        assert!(s.providers[0].sign_out_at_provider);
     }
 
     #[test]

@@ -193,6 +193,24 @@ pub trait Provider: Send + Sync {
         login: &LoginState,
         params: &CallbackParams,
     ) -> Result<Identity, ProviderError>;
+    /// As [`Provider::finish`], also returning the raw ID token when the
+    /// provider needs it at sign-out (`sign_out_at_provider`).
+    async fn finish_with_id_token(
+        &self,
+        login: &LoginState,
+        params: &CallbackParams,
+    ) -> Result<(Identity, Option<String>), ProviderError> {
+        self.finish(login, params).await.map(|id| (id, None))
+    }
+    /// With `sign_out_at_provider` and an end_session_endpoint: where to
+    /// send the browser to end the provider's session too.
+    async fn end_session_url(
+        &self,
+        _id_token: &str,
+        _post_logout_redirect_uri: &str,
+    ) -> Option<url::Url> {
+        None
+    }
     /// With `accept_bearer_tokens`: whether this provider issued `token`
     /// (by its unverified `iss`). Providers without bearer tokens: never.
     fn issued(&self, _token_issuer: &str) -> bool {

@@ -57,6 +57,9 @@ const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(60);
 struct Extra {
     #[serde(default)]
     code_challenge_methods_supported: Option<Vec<String>>,
+    /// OpenID Connect RP-Initiated Logout 1.0 §2.1.
+    #[serde(default)]
+    end_session_endpoint: Option<String>,
 }
 impl AdditionalProviderMetadata for Extra {}
 
@@ -94,6 +97,8 @@ struct Discovered {
     jwks_uri: url::Url,
     /// Where claims not in the ID token come from (OIDC Core §5.3).
     userinfo: Option<url::Url>,
+    /// RP-initiated logout (`sign_out_at_provider`), when discovery names it.
+    end_session: Option<url::Url>,
     keys: JsonWebKeySet<CoreJsonWebKey>,
     pkce: bool,
     fetched: Instant,
@@ -109,6 +114,7 @@ impl Discovered {
             client: self.client.clone(),
             jwks_uri: self.jwks_uri.clone(),
             userinfo: self.userinfo.clone(),
+            end_session: self.end_session.clone(),
             keys: keys.set,
             pkce: self.pkce,
             fetched: self.fetched,
@@ -145,6 +151,10 @@ pub struct OidcProvider {
     groups_warned: AtomicBool,
     /// `accept_bearer_tokens` and its settings.
     bearer: Option<config::Bearer>,
+    /// `sign_out_at_provider`: keep the ID token for the end-session request.
+    sign_out_at_provider: bool,
+    /// A missing end_session_endpoint is warned about once.
+    end_session_warned: AtomicBool,
 }
 
 impl OidcProvider {
@@ -213,6 +223,8 @@ impl OidcProvider {
             hosted_domains: p.hosted_domains.clone(),
             groups_warned: AtomicBool::new(false),
             bearer: p.bearer.clone(),
+            sign_out_at_provider: p.sign_out_at_provider,
+            end_session_warned: AtomicBool::new(false),
         }
     }
 
@@ -358,9 +370,25 @@ impl OidcProvider {
             } else {
                 AuthType::RequestBody
             });
+        let end_session = metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .filter(|u| matches!(u.scheme(), "https" | "http"));
+        if self.sign_out_at_provider
+            && end_session.is_none()
+            && !self.end_session_warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                provider = %self.id,
+                "sign_out_at_provider: the provider's discovery names no end_session_endpoint; sign-out ends the Portcullis session only (warned once)"
+            );
+        }
         let d = Arc::new(Discovered {
             client,
             jwks_uri,
+            end_session,
             userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
             keys: keys.set,
             pkce,
@@ -677,6 +705,16 @@ impl Provider for OidcProvider {
         login: &LoginState,
         params: &CallbackParams,
     ) -> Result<Identity, ProviderError> {
+        self.finish_with_id_token(login, params)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    async fn finish_with_id_token(
+        &self,
+        login: &LoginState,
+        params: &CallbackParams,
+    ) -> Result<(Identity, Option<String>), ProviderError> {
         if let Some(error) = params.get("error") {
             let code = super::error_code(error);
             return Err(if code == "access_denied" {
@@ -750,7 +788,25 @@ impl Provider for OidcProvider {
             (None, Some(info)) => self.groups_in(&info)?.unwrap_or_default(),
             (None, None) => Vec::new(),
         };
-        Ok(self.identity(claims, groups))
+        let keep = self.sign_out_at_provider.then(|| raw.to_owned());
+        Ok((self.identity(claims, groups), keep))
+    }
+
+    async fn end_session_url(
+        &self,
+        id_token: &str,
+        post_logout_redirect_uri: &str,
+    ) -> Option<url::Url> {
+        if !self.sign_out_at_provider {
+            return None;
+        }
+        let d = self.discovered().await.ok()?;
+        let mut url = d.end_session.clone()?;
+        url.query_pairs_mut()
+            .append_pair("id_token_hint", id_token)
+            .append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
+            .append_pair("client_id", self.client_id.as_str());
+        Some(url)
     }
 
     fn issued(&self, token_issuer: &str) -> bool {
@@ -782,6 +838,7 @@ mod tests {
             groups_claim: None,
             hosted_domains: Vec::new(),
             bearer: None,
+            sign_out_at_provider: false,
         };
         OidcProvider::new(
             &p,

@@ -226,6 +226,54 @@ impl App {
             .await
     }
 
+    /// The cookie that keeps the ID token for `sign_out_at_provider`: sealed
+    /// like the session, sent only to `/oauth2/sign_out`.
+    fn id_token_cookie_name(&self) -> String {
+        format!("{}-idt", self.cookie_name())
+    }
+
+    /// `Set-Cookie` for the ID token of a sign-in with `provider`, sealed
+    /// (`provider`, newline, token) for the session's lifetime. `None` when
+    /// it would not fit in a cookie.
+    fn id_token_cookie(&self, provider: &str, id_token: &str) -> Option<String> {
+        let name = self.id_token_cookie_name();
+        let lifetime = self.settings.session.lifetime;
+        let sealed = self.codec.sealer().seal(
+            &name,
+            format!("{provider}\n{id_token}").as_bytes(),
+            lifetime,
+        );
+        cookie::set_one(
+            &name,
+            &sealed,
+            flow::SIGN_OUT,
+            &self.session_attrs,
+            lifetime,
+        )
+    }
+
+    /// With `sign_out_at_provider`: the provider's end-session URL for the
+    /// ID token kept at sign-in, returning to `target` (a safe local path)
+    /// on this site. `None`: sign out locally only.
+    async fn provider_sign_out(&self, req: &RequestHeader, target: &str) -> Option<url::Url> {
+        let name = self.id_token_cookie_name();
+        let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
+        let sealed = cookie::find(cookies, &name)?;
+        let opened = self.codec.sealer().open(&name, sealed)?;
+        let opened = String::from_utf8(opened).ok()?;
+        let (provider, id_token) = opened.split_once('\n')?;
+        let provider = self.providers.get(provider)?;
+        let origin = self
+            .settings
+            .server
+            .public_url
+            .as_str()
+            .trim_end_matches('/');
+        provider
+            .end_session_url(id_token, &format!("{origin}{target}"))
+            .await
+    }
+
     async fn session_cookies(
         &self,
         req: &RequestHeader,
@@ -637,11 +685,24 @@ impl Portcullis {
                     )
                     .header(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
                 }
-                let mut reply = Reply::redirect(target);
+                // sign_out_at_provider: on to the provider's end-session
+                // endpoint, which sends the browser back to `target`.
+                let location = match app.provider_sign_out(session.req_header(), &target).await {
+                    Some(url) => {
+                        ctx.outcome = "sign_out_at_provider";
+                        url.to_string()
+                    }
+                    None => target,
+                };
+                let mut reply = Reply::redirect(location);
                 for c in cookie::clear_split(app.cookie_name(), &app.session_attrs) {
                     reply = reply.cookie(c);
                 }
-                reply
+                reply.cookie(cookie::clear_one(
+                    &app.id_token_cookie_name(),
+                    flow::SIGN_OUT,
+                    &app.session_attrs,
+                ))
             }
             Route::UserInfo if get_like => match app.read_session(session.req_header()).await {
                 Err(Unavailable) => {
@@ -796,7 +857,7 @@ impl Portcullis {
         };
         let clear_login = cookie::clear_one(&name, LOGIN_COOKIE_PATH, &app.login_attrs);
         let retry = flow::with_rd(&format!("/oauth2/start/{id}"), &login.return_to);
-        match provider.finish(&login, &params).await {
+        match provider.finish_with_id_token(&login, &params).await {
             Err(e) => {
                 ctx.outcome = "provider_error";
                 tracing::warn!(provider = id, error = %e, status = e.status(), "sign-in failed");
@@ -806,7 +867,7 @@ impl Portcullis {
                 )
                 .cookie(clear_login)
             }
-            Ok(identity) => {
+            Ok((identity, id_token)) => {
                 let target = safe_return_path(&login.return_to).into_owned();
                 if let Err(denial) = app.judge_sign_in(session.req_header(), &target, &identity) {
                     ctx.outcome = "forbidden";
@@ -848,6 +909,27 @@ impl Portcullis {
                 let mut reply = Reply::redirect(target).cookie(clear_login);
                 for c in cookies {
                     reply = reply.cookie(c);
+                }
+                let idt_name = app.id_token_cookie_name();
+                let held = session.req_header().headers.get_all(COOKIE).iter();
+                if id_token.is_none()
+                    && cookie::find(held.map(|v| v.as_bytes()), &idt_name).is_some()
+                {
+                    // An earlier sign-in's ID token, from another provider.
+                    reply = reply.cookie(cookie::clear_one(
+                        &idt_name,
+                        flow::SIGN_OUT,
+                        &app.session_attrs,
+                    ));
+                }
+                if let Some(token) = id_token {
+                    match app.id_token_cookie(id, &token) {
+                        Some(c) => reply = reply.cookie(c),
+                        None => tracing::warn!(
+                            provider = id,
+                            "the ID token is too large to keep for sign_out_at_provider; sign-out will end the Portcullis session only"
+                        ),
+                    }
                 }
                 ctx.identity = Some(identity);
                 reply

@@ -18,6 +18,7 @@ mod mock_x_selftest;
 mod oidc;
 mod oidc_peer_selftest;
 mod policy;
+mod provider_sign_out;
 mod proxying;
 mod redis_store;
 mod security;

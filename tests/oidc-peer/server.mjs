@@ -10,7 +10,9 @@
 // CONFIG.json:
 //   {
 //     "clients":  [{ "client_id", "client_secret", "redirect_uris": [...],
-//                    "token_endpoint_auth_method" }],
+//                    "token_endpoint_auth_method",
+//                    "grant_types": [...],                 // optional
+//                    "post_logout_redirect_uris": [...] }], // optional (RP-initiated logout)
 //     "keys_file": "/path/jwks.json",   // private JWKS; created (fresh RS256 key) when missing,
 //                                       // reused when present: delete it to rotate the key
 //     "accounts": [{ "sub", "email", "email_verified", "name", "preferred_username",
@@ -171,6 +173,7 @@ const clients = (config.clients ?? []).map((c) => ({
     ? { client_secret: c.client_secret }
     : {}),
   redirect_uris: c.redirect_uris,
+  ...(c.post_logout_redirect_uris ? { post_logout_redirect_uris: c.post_logout_redirect_uris } : {}),
   token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_basic',
   // An API client (client credentials only) has no redirect and no response types.
   ...(c.grant_types ? { grant_types: c.grant_types } : {}),

@@ -140,6 +140,8 @@ pub struct PeerClient {
     pub token_endpoint_auth_method: String,
     /// Empty: oidc-provider's default (`authorization_code`).
     pub grant_types: Vec<String>,
+    /// Where RP-initiated logout (`/session/end`) may return the browser.
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl PeerClient {
@@ -155,6 +157,7 @@ impl PeerClient {
             redirect_uris: redirect_uris.iter().map(|u| (*u).to_owned()).collect(),
             token_endpoint_auth_method: "client_secret_basic".to_owned(),
             grant_types: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 
@@ -167,6 +170,7 @@ impl PeerClient {
             redirect_uris: Vec::new(),
             token_endpoint_auth_method: "client_secret_basic".to_owned(),
             grant_types: vec!["client_credentials".to_owned()],
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 
@@ -178,6 +182,7 @@ impl PeerClient {
             redirect_uris: redirect_uris.iter().map(|u| (*u).to_owned()).collect(),
             token_endpoint_auth_method: "none".to_owned(),
             grant_types: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 
@@ -190,6 +195,9 @@ impl PeerClient {
         });
         if !self.grant_types.is_empty() {
             v["grant_types"] = json!(self.grant_types);
+        }
+        if !self.post_logout_redirect_uris.is_empty() {
+            v["post_logout_redirect_uris"] = json!(self.post_logout_redirect_uris);
         }
         v
     }
