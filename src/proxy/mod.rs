@@ -167,6 +167,17 @@ impl App {
         Ok(())
     }
 
+    /// `[assertion]`: the signed identity assertion of the request's
+    /// identity (from the per-thread cache), after the forged copies were
+    /// stripped. Nothing without an identity or without `[assertion]`.
+    fn add_assertion(&self, upstream_request: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
+        if let (Some(signer), Some(id)) = (&self.assertion, &ctx.identity) {
+            let token = signer.header_value(id, ctx.session_expires_at, unix_now());
+            upstream_request.insert_header(signer.header_name().clone(), token)?;
+        }
+        Ok(())
+    }
+
     pub fn metrics(&self) -> &crate::admin::Metrics {
         &self.metrics
     }
@@ -466,11 +477,7 @@ impl ProxyHttp for Portcullis {
         }
         self.0
             .prepare_upstream_request(session, upstream_request, ctx.identity.as_ref())?;
-        if let (Some(signer), Some(id)) = (&self.0.assertion, &ctx.identity) {
-            let token = signer.header_value(id, ctx.session_expires_at, unix_now());
-            upstream_request.insert_header(signer.header_name().clone(), token)?;
-        }
-        Ok(())
+        self.0.add_assertion(upstream_request, ctx)
     }
 
     /// What pingora's error lines say about a request: method and judged

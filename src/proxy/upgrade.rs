@@ -54,6 +54,7 @@ fn handshake(app: &App, session: &Session, ctx: &Ctx) -> Result<RequestHeader> {
     up.insert_header(header::CONNECTION, "Upgrade")?;
     up.insert_header(header::UPGRADE, "websocket")?;
     app.prepare_upstream_request(session, &mut up, ctx.identity.as_ref())?;
+    app.add_assertion(&mut up, ctx)?;
     Ok(up)
 }
 

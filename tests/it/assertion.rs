@@ -366,11 +366,36 @@ async fn key_rotation_verifies_across_the_switch() {
 }
 
 #[tokio::test]
-async fn forward_auth_answers_with_the_assertion_and_jwks_is_absent_without_it() {
+async fn forward_auth_and_websockets_carry_the_assertion_and_jwks_is_absent_without_it() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     let keys = tempfile::tempdir().expect("temp dir");
     let key = new_key(keys.path(), "k.pem");
     let setup = Setup::new().await;
     let proxy = setup.start(None, &format!("key_file = {key:?}\n")).await;
+
+    // A WebSocket upgrade gets it too; a forged copy does not pass.
+    let mut req = proxy
+        .url("/ws")
+        .replacen("http://", "ws://", 1)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("cookie", setup.cookie().parse().unwrap());
+    req.headers_mut()
+        .insert("x-user-assertion", "forged".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("WebSocket through Portcullis");
+    ws.close(None).await.ok();
+    let upgrade = setup
+        .up
+        .requests()
+        .into_iter()
+        .find(|r| r["path"] == "/ws")
+        .expect("the upgrade reached the upstream");
+    let sent = upstream::header(&upgrade, "x-user-assertion");
+    assert_eq!(sent.len(), 1, "{upgrade}");
+    assert_eq!(claims(sent[0])["sub"], "google:1001");
     let resp = harness::client()
         .get(proxy.url("/oauth2/auth"))
         .header("cookie", setup.cookie())
