@@ -15,7 +15,7 @@ use crate::proxy::App;
 use crate::session::SessionStore;
 
 /// Every outcome the proxy records per request (the access log's `outcome`).
-pub const OUTCOMES: [&str; 26] = [
+pub const OUTCOMES: [&str; 27] = [
     "proxied",
     "upgrade",
     "upgrade_session_expired",
@@ -42,6 +42,7 @@ pub const OUTCOMES: [&str; 26] = [
     "jwks",
     "bearer_rejected",
     "sign_out_at_provider",
+    "access_token_refused",
 ];
 
 /// Lock-free request counters, one per outcome.

@@ -3,6 +3,7 @@
 //! benchmarks can reach the pieces.
 
 pub mod access_log;
+pub mod access_token;
 pub mod admin;
 pub mod assertion;
 pub mod auth;

@@ -322,6 +322,10 @@ pub struct Provider {
     /// `sign_out_at_provider` (kinds `oidc` and `google`), default false:
     /// sign-out also ends the provider's session (RP-initiated logout).
     pub sign_out_at_provider: bool,
+    /// `pass_access_token` (kinds `oidc` and `google`), default false: the
+    /// provider's access token goes upstream as `X-Forwarded-Access-Token`,
+    /// refreshed before it expires.
+    pub pass_access_token: bool,
 }
 
 /// Bearer tokens accepted from an OpenID Connect provider.

@@ -763,6 +763,14 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
             "applies only to OpenID Connect providers (kind = \"oidc\" or \"google\")",
         );
     }
+    let pass_key = s.key("pass_access_token");
+    let pass_access_token = r.bool(s, "pass_access_token").unwrap_or(false);
+    if pass_access_token && !matches!(kind, Kind::Oidc | Kind::Google) {
+        r.issue(
+            pass_key,
+            "applies only to OpenID Connect providers (kind = \"oidc\" or \"google\")",
+        );
+    }
 
     let (kind, scopes) = match kind {
         Kind::Google | Kind::Oidc => {
@@ -815,6 +823,7 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
         hosted_domains: hosted_domains?,
         bearer: bearer?,
         sign_out_at_provider,
+        pass_access_token,
     })
 }
 
@@ -1285,6 +1294,13 @@ client_secret = "${GOOGLE_SECRET}"
         )
         .expect("valid");
         assert!(s.providers[0].sign_out_at_provider);
+        let x =
+            "[providers.x]\nclient_id = \"x\"\nclient_secret = \"s\"\npass_access_token = true\n";
+        let got = issues(&(good() + x));
+        assert!(
+            got[0].starts_with("providers.x.pass_access_token: applies only to OpenID Connect"),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -194,13 +194,24 @@ pub trait Provider: Send + Sync {
         params: &CallbackParams,
     ) -> Result<Identity, ProviderError>;
     /// As [`Provider::finish`], also returning the raw ID token when the
-    /// provider needs it at sign-out (`sign_out_at_provider`).
-    async fn finish_with_id_token(
+    /// provider needs it at sign-out (`sign_out_at_provider`) and the
+    /// tokens for `pass_access_token`.
+    async fn finish_full(
         &self,
         login: &LoginState,
         params: &CallbackParams,
-    ) -> Result<(Identity, Option<String>), ProviderError> {
-        self.finish(login, params).await.map(|id| (id, None))
+    ) -> Result<Finished, ProviderError> {
+        self.finish(login, params).await.map(|identity| Finished {
+            identity,
+            id_token: None,
+            tokens: None,
+        })
+    }
+    /// `pass_access_token`: new tokens for a refresh token.
+    async fn refresh(&self, _refresh_token: &str) -> Result<AccessTokens, ProviderError> {
+        Err(ProviderError::Protocol {
+            reason: "this provider does not refresh tokens".into(),
+        })
     }
     /// With `sign_out_at_provider` and an end_session_endpoint: where to
     /// send the browser to end the provider's session too.
@@ -221,6 +232,18 @@ pub trait Provider: Send + Sync {
     async fn bearer(&self, _token: &str) -> Result<BearerUser, id_token::BearerError> {
         Err(id_token::BearerError::UnknownIssuer)
     }
+}
+
+pub use crate::access_token::AccessTokens;
+
+/// What a sign-in produced.
+#[derive(Debug)]
+pub struct Finished {
+    pub identity: Identity,
+    /// `sign_out_at_provider`: the raw ID token for the end-session request.
+    pub id_token: Option<String>,
+    /// `pass_access_token`: the provider's tokens.
+    pub tokens: Option<AccessTokens>,
 }
 
 /// An API client authenticated by a bearer token.

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use oauth2::basic::BasicTokenType;
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, ExtraTokenFields,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, StandardTokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, StandardTokenResponse,
     TokenResponse as _, TokenUrl,
 };
 use openidconnect::core::{
@@ -28,7 +28,8 @@ use super::groups::{self, Lookup};
 use super::id_token::{self, BearerError, BearerExpected, Expected, IdTokenError};
 use super::transport::{self, TokenClient, MAX_DOCUMENT, MAX_RESPONSE};
 use super::{
-    clean_text, clean_whole, BearerUser, CallbackParams, NotAccepted, Provider, ProviderError,
+    clean_text, clean_whole, AccessTokens, BearerUser, CallbackParams, Finished, NotAccepted,
+    Provider, ProviderError,
 };
 use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config;
@@ -153,6 +154,8 @@ pub struct OidcProvider {
     bearer: Option<config::Bearer>,
     /// `sign_out_at_provider`: keep the ID token for the end-session request.
     sign_out_at_provider: bool,
+    /// `pass_access_token`: keep the tokens for the upstream.
+    pass_access_token: bool,
     /// A missing end_session_endpoint is warned about once.
     end_session_warned: AtomicBool,
 }
@@ -224,6 +227,7 @@ impl OidcProvider {
             groups_warned: AtomicBool::new(false),
             bearer: p.bearer.clone(),
             sign_out_at_provider: p.sign_out_at_provider,
+            pass_access_token: p.pass_access_token,
             end_session_warned: AtomicBool::new(false),
         }
     }
@@ -705,16 +709,14 @@ impl Provider for OidcProvider {
         login: &LoginState,
         params: &CallbackParams,
     ) -> Result<Identity, ProviderError> {
-        self.finish_with_id_token(login, params)
-            .await
-            .map(|(identity, _)| identity)
+        self.finish_full(login, params).await.map(|f| f.identity)
     }
 
-    async fn finish_with_id_token(
+    async fn finish_full(
         &self,
         login: &LoginState,
         params: &CallbackParams,
-    ) -> Result<(Identity, Option<String>), ProviderError> {
+    ) -> Result<Finished, ProviderError> {
         if let Some(error) = params.get("error") {
             let code = super::error_code(error);
             return Err(if code == "access_denied" {
@@ -788,8 +790,47 @@ impl Provider for OidcProvider {
             (None, Some(info)) => self.groups_in(&info)?.unwrap_or_default(),
             (None, None) => Vec::new(),
         };
-        let keep = self.sign_out_at_provider.then(|| raw.to_owned());
-        Ok((self.identity(claims, groups), keep))
+        let id_token = self.sign_out_at_provider.then(|| raw.to_owned());
+        let tokens = self.pass_access_token.then(|| {
+            let now = unix_now();
+            AccessTokens {
+                access_token: token.access_token().secret().clone(),
+                refresh_token: token.refresh_token().map(|r| r.secret().clone()),
+                expires_at: token
+                    .expires_in()
+                    .map_or(0, |d| now.saturating_add(d.as_secs())),
+                obtained_at: now,
+            }
+        });
+        Ok(Finished {
+            identity: self.identity(claims, groups),
+            id_token,
+            tokens,
+        })
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> Result<AccessTokens, ProviderError> {
+        let d = self.discovered().await?;
+        let token = d
+            .client
+            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
+            .request_async(&TokenClient(&self.http))
+            .await
+            .map_err(|e| super::token_error(e, super::unparsable_token_response))?;
+        let now = unix_now();
+        Ok(AccessTokens {
+            access_token: token.access_token().secret().clone(),
+            // Providers that do not rotate refresh tokens send none back.
+            refresh_token: Some(
+                token
+                    .refresh_token()
+                    .map_or_else(|| refresh_token.to_owned(), |r| r.secret().clone()),
+            ),
+            expires_at: token
+                .expires_in()
+                .map_or(0, |d| now.saturating_add(d.as_secs())),
+            obtained_at: now,
+        })
     }
 
     async fn end_session_url(
@@ -839,6 +880,7 @@ mod tests {
             hosted_domains: Vec::new(),
             bearer: None,
             sign_out_at_provider: false,
+            pass_access_token: false,
         };
         OidcProvider::new(
             &p,

@@ -176,6 +176,20 @@ pub fn bearer_token(req: &RequestHeader) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Is `req` an API request (401 JSON rather than a redirect)?
+pub fn is_api(app: &App, req: &RequestHeader) -> bool {
+    let path = canonical(req)
+        .map(|t| t.decoded().to_owned())
+        .unwrap_or_default();
+    let kind = RequestKind {
+        path: &path,
+        accept: req.headers.get(ACCEPT).map(|v| v.as_bytes()),
+        x_requested_with: req.headers.get("x-requested-with").map(|v| v.as_bytes()),
+        sec_fetch_mode: req.headers.get("sec-fetch-mode").map(|v| v.as_bytes()),
+    };
+    flow::is_api_request(&app.settings.access, &kind)
+}
+
 /// The canonical view of a request's target (see `request.rs`).
 pub fn canonical(req: &RequestHeader) -> std::result::Result<Target<'_>, Refusal> {
     let host = req.headers.get(http::header::HOST).map(|v| v.as_bytes());

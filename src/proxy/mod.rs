@@ -59,6 +59,8 @@ pub struct App {
     upstream_failures: crate::telemetry::EverySecond,
     /// `[assertion]`: signs the identity assertion sent upstream.
     assertion: Option<crate::assertion::Signer>,
+    /// `pass_access_token` on some provider: refreshes, one per session.
+    token_flight: Option<crate::access_token::SingleFlight>,
 }
 
 impl App {
@@ -105,9 +107,19 @@ impl App {
         if let Some(a) = &assertion {
             identity_headers.also_strip(a.header_name());
         }
+        let token_flight = settings
+            .providers
+            .iter()
+            .any(|p| p.pass_access_token)
+            .then(crate::access_token::SingleFlight::default);
+        if token_flight.is_some() {
+            identity_headers
+                .also_strip(&http::HeaderName::from_static(crate::access_token::HEADER));
+        }
         App {
             identity_headers,
             assertion,
+            token_flight,
             codec,
             store,
             providers,
@@ -170,12 +182,107 @@ impl App {
     /// `[assertion]`: the signed identity assertion of the request's
     /// identity (from the per-thread cache), after the forged copies were
     /// stripped. Nothing without an identity or without `[assertion]`.
+    /// Also `X-Forwarded-Access-Token` (`pass_access_token`).
     fn add_assertion(&self, upstream_request: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
         if let (Some(signer), Some(id)) = (&self.assertion, &ctx.identity) {
             let token = signer.header_value(id, ctx.session_expires_at, unix_now());
             upstream_request.insert_header(signer.header_name().clone(), token)?;
         }
+        if let Some(token) = &ctx.access_token {
+            upstream_request.insert_header(crate::access_token::HEADER, token.clone())?;
+        }
         Ok(())
+    }
+
+    /// Every cookie of a session: the session's parts and the access-token
+    /// cookie's, removed (a refused refresh, a sign-out).
+    fn clear_session_cookies(&self) -> Vec<String> {
+        let mut out = cookie::clear_split(self.cookie_name(), &self.session_attrs);
+        if self.token_flight.is_some() {
+            out.extend(cookie::clear_split(
+                &crate::access_token::cookie_name(self.cookie_name()),
+                &self.session_attrs,
+            ));
+        }
+        out
+    }
+
+    /// `pass_access_token`: the access token kept for this session, refreshed
+    /// first when it is about to expire (one refresh per session at a
+    /// time), with the re-sealed cookie to send back.
+    async fn access_token_for(&self, req: &RequestHeader, id: &Identity) -> PassToken {
+        let Some(flight) = &self.token_flight else {
+            return PassToken::Nothing;
+        };
+        let name = crate::access_token::cookie_name(self.cookie_name());
+        let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
+        let Some(sealed) = cookie::find_split(cookies, &name) else {
+            return PassToken::Nothing;
+        };
+        let user = id.user();
+        let Some(tokens) = self
+            .codec
+            .sealer()
+            .open(&name, &sealed)
+            .and_then(|b| crate::access_token::AccessTokens::decode(&b, &user))
+        else {
+            return PassToken::Nothing;
+        };
+        let mut cookies_out = Vec::new();
+        let mut current = tokens;
+        let due = current.needs_refresh(unix_now());
+        if let (true, Some(rt)) = (due, current.refresh_token.clone()) {
+            let Some(provider) = self.providers.get(&id.provider).cloned() else {
+                return PassToken::Nothing;
+            };
+            let provider_id = id.provider.clone();
+            let key = rt.clone();
+            let result = flight
+                .refresh(&key, unix_now(), || async move {
+                    match provider.refresh(&rt).await {
+                        Ok(t) => Ok(t),
+                        Err(crate::providers::ProviderError::Rejected { code }) => {
+                            tracing::info!(provider = %provider_id, code = %code, "the provider refused to refresh the access token: session ended");
+                            Err(crate::access_token::RefreshFailure::Refused)
+                        }
+                        Err(e) => {
+                            tracing::warn!(provider = %provider_id, error = %e, "access token refresh failed; the current token is passed on");
+                            Err(crate::access_token::RefreshFailure::Unavailable)
+                        }
+                    }
+                })
+                .await;
+            match result {
+                Ok(fresh) => {
+                    let sealed = self.codec.sealer().seal(
+                        &name,
+                        &fresh.encode(&user),
+                        self.settings.session.lifetime,
+                    );
+                    let held = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
+                    cookies_out = cookie::set_split(
+                        &name,
+                        &sealed,
+                        &self.session_attrs,
+                        self.settings.session.lifetime,
+                        held,
+                    )
+                    .unwrap_or_default();
+                    current = fresh;
+                }
+                Err(crate::access_token::RefreshFailure::Refused) => {
+                    return PassToken::SessionEnded
+                }
+                Err(crate::access_token::RefreshFailure::Unavailable) => {}
+            }
+        }
+        match HeaderValue::from_str(&current.access_token) {
+            Ok(value) => PassToken::Pass {
+                value,
+                cookies: cookies_out,
+            },
+            Err(_) => PassToken::Nothing,
+        }
     }
 
     pub fn metrics(&self) -> &crate::admin::Metrics {
@@ -311,6 +418,19 @@ impl App {
     }
 }
 
+/// What `pass_access_token` adds to a forwarded request.
+enum PassToken {
+    /// Nothing (not configured, or no token kept for this session).
+    Nothing,
+    /// `X-Forwarded-Access-Token: value`; `cookies` re-seal a refreshed one.
+    Pass {
+        value: HeaderValue,
+        cookies: Vec<String>,
+    },
+    /// The provider refused the refresh: the session is over.
+    SessionEnded,
+}
+
 /// The proxy service.
 pub struct Portcullis(pub Arc<App>);
 
@@ -325,6 +445,11 @@ pub struct Ctx {
     outcome: &'static str,
     /// The request-target as judged, when it differs from the client's.
     target: TargetState,
+    /// `pass_access_token`: the value of `X-Forwarded-Access-Token`.
+    access_token: Option<HeaderValue>,
+    /// `Set-Cookie` values added to the upstream's response (a refreshed
+    /// access token re-sealed).
+    set_cookies: Vec<String>,
 }
 
 /// How the request-target that was judged relates to the client's bytes.
@@ -362,6 +487,8 @@ impl ProxyHttp for Portcullis {
             started: Instant::now(),
             outcome: "proxied",
             target: TargetState::AsReceived,
+            access_token: None,
+            set_cookies: Vec::new(),
         }
     }
 
@@ -426,6 +553,30 @@ impl ProxyHttp for Portcullis {
                 Ok(true)
             }
             Verdict::Forward(id, expires_at) => {
+                match app.access_token_for(session.req_header(), &id).await {
+                    PassToken::Nothing => {}
+                    PassToken::Pass { value, cookies } => {
+                        ctx.access_token = Some(value);
+                        ctx.set_cookies = cookies;
+                    }
+                    PassToken::SessionEnded => {
+                        // The provider refused the refresh: signed out.
+                        ctx.outcome = "access_token_refused";
+                        let _ = app.end_session(session.req_header()).await;
+                        let api = decide::is_api(app, session.req_header());
+                        let mut reply = if api {
+                            unauthenticated_json()
+                        } else {
+                            let target = judged_target(session.req_header(), ctx);
+                            Reply::redirect(flow::sign_in_location(&target))
+                        };
+                        for c in app.clear_session_cookies() {
+                            reply = reply.cookie(c);
+                        }
+                        reply.send(session).await?;
+                        return Ok(true);
+                    }
+                }
                 ctx.identity = Some(id);
                 ctx.session_expires_at = expires_at;
                 if websocket {
@@ -478,6 +629,19 @@ impl ProxyHttp for Portcullis {
         self.0
             .prepare_upstream_request(session, upstream_request, ctx.identity.as_ref())?;
         self.0.add_assertion(upstream_request, ctx)
+    }
+
+    /// A refreshed access token's cookie rides on the upstream's answer.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut pingora::http::ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        for c in ctx.set_cookies.drain(..) {
+            upstream_response.append_header(http::header::SET_COOKIE, c)?;
+        }
+        Ok(())
     }
 
     /// What pingora's error lines say about a request: method and judged
@@ -702,7 +866,7 @@ impl Portcullis {
                     None => target,
                 };
                 let mut reply = Reply::redirect(location);
-                for c in cookie::clear_split(app.cookie_name(), &app.session_attrs) {
+                for c in app.clear_session_cookies() {
                     reply = reply.cookie(c);
                 }
                 reply.cookie(cookie::clear_one(
@@ -864,7 +1028,7 @@ impl Portcullis {
         };
         let clear_login = cookie::clear_one(&name, LOGIN_COOKIE_PATH, &app.login_attrs);
         let retry = flow::with_rd(&format!("/oauth2/start/{id}"), &login.return_to);
-        match provider.finish_with_id_token(&login, &params).await {
+        match provider.finish_full(&login, &params).await {
             Err(e) => {
                 ctx.outcome = "provider_error";
                 tracing::warn!(provider = id, error = %e, status = e.status(), "sign-in failed");
@@ -874,7 +1038,11 @@ impl Portcullis {
                 )
                 .cookie(clear_login)
             }
-            Ok((identity, id_token)) => {
+            Ok(crate::providers::Finished {
+                identity,
+                id_token,
+                tokens,
+            }) => {
                 let target = safe_return_path(&login.return_to).into_owned();
                 if let Err(denial) = app.judge_sign_in(session.req_header(), &target, &identity) {
                     ctx.outcome = "forbidden";
@@ -928,6 +1096,40 @@ impl Portcullis {
                         flow::SIGN_OUT,
                         &app.session_attrs,
                     ));
+                }
+                let at_name = crate::access_token::cookie_name(app.cookie_name());
+                match &tokens {
+                    Some(t) => {
+                        let sealed = app.codec.sealer().seal(
+                            &at_name,
+                            &t.encode(&identity.user()),
+                            app.settings.session.lifetime,
+                        );
+                        let held = session.req_header().headers.get_all(COOKIE).iter();
+                        match cookie::set_split(
+                            &at_name,
+                            &sealed,
+                            &app.session_attrs,
+                            app.settings.session.lifetime,
+                            held.map(|v| v.as_bytes()),
+                        ) {
+                            Some(set) => {
+                                for c in set {
+                                    reply = reply.cookie(c);
+                                }
+                            }
+                            None => tracing::warn!(
+                                provider = id,
+                                "the access token is too large to keep for pass_access_token"
+                            ),
+                        }
+                    }
+                    None if app.token_flight.is_some() => {
+                        for c in cookie::clear_split(&at_name, &app.session_attrs) {
+                            reply = reply.cookie(c);
+                        }
+                    }
+                    None => {}
                 }
                 if let Some(token) = id_token {
                     match app.id_token_cookie(id, &token) {

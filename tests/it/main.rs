@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access_token;
 mod assertion;
 mod bearer;
 mod cli;

@@ -26,6 +26,9 @@
 //                  }],
 //     "conform_id_token_claims": true,  // optional, oidc-provider's default (true): email and
 //                                       // profile claims only from userinfo in the code flow
+//     "refresh_tokens": true,           // optional: refresh tokens for every client allowed the
+//                                       //   refresh_token grant (no offline_access needed)
+//     "access_token_ttl": 8,            // optional: access token lifetime, seconds
 //     "resource_server": {              // optional: one API (resource server) whose access
 //       "audience": "api://app",        //   tokens are RS256 JWTs with this `aud`, issued by
 //       "ttl": 300                      //   the client_credentials grant (clients with
@@ -229,12 +232,18 @@ server.listen(port, '127.0.0.1', () => {
     features: {
       devInteractions: { enabled: true }, // the default; stated because the tests rely on it
       ...(config.resource_server ? resourceServerFeatures(config.resource_server) : {}),
+      // RFC 7009 token revocation, for refresh tokens a test revokes.
+      ...(config.refresh_tokens ? { revocation: { enabled: true } } : {}),
     },
     // Static cookie signing keys (Keygrip), TEST ONLY: interaction/session cookies get a
     // `.sig` companion and a forged cookie is refused.
     cookies: {
       keys: ['oidc-peer-test-only-cookie-key-1'],
     },
+    ...(config.refresh_tokens
+      ? { issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token') }
+      : {}),
+    ...(config.access_token_ttl ? { ttl: { AccessToken: config.access_token_ttl } } : {}),
     ...(config.conform_id_token_claims === undefined
       ? {}
       : { conformIdTokenClaims: Boolean(config.conform_id_token_claims) }),

@@ -300,6 +300,10 @@ pub struct PeerOptions {
     /// to [`PeerClient::api`] clients by the `client_credentials` grant
     /// ([`OidcPeer::client_credentials`]).
     pub resource_server: Option<(String, u64)>,
+    /// Refresh tokens for clients with the `refresh_token` grant.
+    pub refresh_tokens: bool,
+    /// Access-token lifetime in seconds (oidc-provider's default: 3600).
+    pub access_token_ttl: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -351,6 +355,12 @@ pub async fn start_with(options: PeerOptions) -> OidcPeer {
     });
     if let Some(conform) = options.conform_id_token_claims {
         config["conform_id_token_claims"] = json!(conform);
+    }
+    if options.refresh_tokens {
+        config["refresh_tokens"] = json!(true);
+    }
+    if let Some(ttl) = options.access_token_ttl {
+        config["access_token_ttl"] = json!(ttl);
     }
     if let Some((audience, ttl)) = &options.resource_server {
         config["resource_server"] = json!({ "audience": audience, "ttl": ttl });
