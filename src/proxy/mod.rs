@@ -179,16 +179,24 @@ impl App {
         Ok(())
     }
 
-    /// `[assertion]`: the signed identity assertion of the request's
-    /// identity (from the per-thread cache), after the forged copies were
-    /// stripped. Nothing without an identity or without `[assertion]`.
-    /// Also `X-Forwarded-Access-Token` (`pass_access_token`).
-    fn add_assertion(&self, upstream_request: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
-        if let (Some(signer), Some(id)) = (&self.assertion, &ctx.identity) {
-            let token = signer.header_value(id, ctx.session_expires_at, unix_now());
+    /// After the identity headers (forged copies already stripped): the
+    /// signed identity assertion of `identity` (`[assertion]`, from the
+    /// per-thread cache; the session ends at `session_expires_at`, unix
+    /// seconds) and `X-Forwarded-Access-Token` (`pass_access_token`, the
+    /// value [`App::access_token_for`] gave). Nothing for a request without
+    /// identity. Both the pingora path and a WebSocket handshake call this.
+    pub fn add_identity_extras(
+        &self,
+        upstream_request: &mut RequestHeader,
+        identity: Option<&Identity>,
+        session_expires_at: u64,
+        access_token: Option<&HeaderValue>,
+    ) -> Result<()> {
+        if let (Some(signer), Some(id)) = (&self.assertion, identity) {
+            let token = signer.header_value(id, session_expires_at, unix_now());
             upstream_request.insert_header(signer.header_name().clone(), token)?;
         }
-        if let Some(token) = &ctx.access_token {
+        if let (Some(token), Some(_)) = (access_token, identity) {
             upstream_request.insert_header(crate::access_token::HEADER, token.clone())?;
         }
         Ok(())
@@ -196,7 +204,7 @@ impl App {
 
     /// Every cookie of a session: the session's parts and the access-token
     /// cookie's, removed (a refused refresh, a sign-out).
-    fn clear_session_cookies(&self) -> Vec<String> {
+    pub fn clear_session_cookies(&self) -> Vec<String> {
         let mut out = cookie::clear_split(self.cookie_name(), &self.session_attrs);
         if self.token_flight.is_some() {
             out.extend(cookie::clear_split(
@@ -210,7 +218,7 @@ impl App {
     /// `pass_access_token`: the access token kept for this session, refreshed
     /// first when it is about to expire (one refresh per session at a
     /// time), with the re-sealed cookie to send back.
-    async fn access_token_for(&self, req: &RequestHeader, id: &Identity) -> PassToken {
+    pub async fn access_token_for(&self, req: &RequestHeader, id: &Identity) -> PassToken {
         let Some(flight) = &self.token_flight else {
             return PassToken::Nothing;
         };
@@ -419,7 +427,7 @@ impl App {
 }
 
 /// What `pass_access_token` adds to a forwarded request.
-enum PassToken {
+pub enum PassToken {
     /// Nothing (not configured, or no token kept for this session).
     Nothing,
     /// `X-Forwarded-Access-Token: value`; `cookies` re-seal a refreshed one.
@@ -628,7 +636,12 @@ impl ProxyHttp for Portcullis {
         }
         self.0
             .prepare_upstream_request(session, upstream_request, ctx.identity.as_ref())?;
-        self.0.add_assertion(upstream_request, ctx)
+        self.0.add_identity_extras(
+            upstream_request,
+            ctx.identity.as_ref(),
+            ctx.session_expires_at,
+            ctx.access_token.as_ref(),
+        )
     }
 
     /// A refreshed access token's cookie rides on the upstream's answer.

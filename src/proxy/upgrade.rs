@@ -54,7 +54,12 @@ fn handshake(app: &App, session: &Session, ctx: &Ctx) -> Result<RequestHeader> {
     up.insert_header(header::CONNECTION, "Upgrade")?;
     up.insert_header(header::UPGRADE, "websocket")?;
     app.prepare_upstream_request(session, &mut up, ctx.identity.as_ref())?;
-    app.add_assertion(&mut up, ctx)?;
+    app.add_identity_extras(
+        &mut up,
+        ctx.identity.as_ref(),
+        ctx.session_expires_at,
+        ctx.access_token.as_ref(),
+    )?;
     Ok(up)
 }
 
