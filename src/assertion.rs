@@ -59,8 +59,27 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey, String> {
     parse_private_key(&text).map(|k| *k.verifying_key())
 }
 
+/// Longest key file read (a P-256 key in PEM is about 250 bytes).
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// The file's text: a regular file (never a device or a FIFO, which could
+/// block or never end) of at most [`MAX_KEY_FILE`] bytes.
 fn read_pem(path: &Path) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {path:?}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{path:?} is not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {path:?}: {e}"))?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(format!("{path:?} is larger than a key file can be"));
+    }
     String::from_utf8(bytes).map_err(|_| format!("{path:?} is not a PEM text file"))
 }
 
@@ -366,6 +385,19 @@ mod tests {
 
     fn decode(part: &str) -> serde_json::Value {
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn key_files_must_be_small_regular_files() {
+        let dev = read_private_key(Path::new("/dev/zero")).unwrap_err();
+        assert!(dev.contains("not a regular file"), "{dev}");
+        let dir = std::env::temp_dir().join(format!("portcullis-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.pem");
+        std::fs::write(&big, vec![b'A'; 70 * 1024]).unwrap();
+        let err = read_private_key(&big).unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(err.contains("larger"), "{err}");
     }
 
     #[test]
