@@ -1,7 +1,7 @@
 //! Criterion benchmarks of what every authenticated request pays for:
 //! finding and opening the session cookie, stripping forged headers and
-//! injecting the identity, matching public routes, and formatting the
-//! access-log line.
+//! injecting the identity, matching public routes, formatting the
+//! access-log line, and the signed identity assertion (cached and fresh).
 //!
 //!     cargo bench --bench hot_path
 
@@ -140,6 +140,32 @@ fn access_log(c: &mut Criterion) {
     });
 }
 
+fn assertion(c: &mut Criterion) {
+    use portcullis::assertion::{Settings, Signer, DEFAULT_LIFETIME};
+    let key = portcullis::assertion::generate_key_pem().unwrap();
+    let dir = std::env::temp_dir().join(format!("portcullis-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("assertion.pem");
+    std::fs::write(&path, key).unwrap();
+    let settings = Settings {
+        header: HeaderName::from_static("x-user-assertion"),
+        key: portcullis::assertion::read_private_key(&path).unwrap(),
+        publish: Vec::new(),
+        audience: "https://app.example.com".into(),
+        lifetime: DEFAULT_LIFETIME,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let signer = Signer::new(&settings, "https://app.example.com");
+    let id = identity();
+    let now = portcullis::session::unix_now();
+    c.bench_function("assertion: per request (per-thread cache hit)", |b| {
+        b.iter(|| black_box(signer.header_value(&id, now + 3600, now)))
+    });
+    c.bench_function("assertion: sign ES256 (once per session)", |b| {
+        b.iter(|| black_box(signer.sign(&id, now + 3600, now)))
+    });
+}
+
 /// What a request adds for metrics (its outcome's counter and histogram,
 /// the upstream histogram) and for its id (a UUIDv7 from the thread's CSPRNG).
 fn metrics_and_request_id(c: &mut Criterion) {
@@ -162,6 +188,7 @@ criterion_group!(
     headers,
     routes,
     access_log,
-    metrics_and_request_id
+    metrics_and_request_id,
+    assertion
 );
 criterion_main!(benches);

@@ -25,6 +25,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Print a fresh random session secret (32 bytes, base64).
     Secret,
+    /// Print a fresh EC P-256 private key (PKCS#8 PEM) for [assertion] key_file.
+    AssertionKey,
     /// List or end a user's sessions (store = "redis"), talking to Redis.
     Sessions {
         #[command(subcommand)]

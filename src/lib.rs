@@ -3,7 +3,9 @@
 //! benchmarks can reach the pieces.
 
 pub mod access_log;
+pub mod access_token;
 pub mod admin;
+pub mod assertion;
 pub mod auth;
 pub mod cli;
 pub mod config;

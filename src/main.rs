@@ -21,6 +21,16 @@ fn main() -> ExitCode {
             println!("{}", SessionKey::generate().to_base64());
             ExitCode::SUCCESS
         }
+        Command::AssertionKey => match portcullis::assertion::generate_key_pem() {
+            Ok(pem) => {
+                print!("{pem}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portcullis: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check(args) => {
             let path = config::resolve_path(cli.config);
             match config::load(&path, &ProcessEnv) {

@@ -15,7 +15,7 @@ use prometheus::{
 use crate::session::SessionStore;
 
 /// Every outcome the proxy records per request (the access log's `outcome`).
-pub const OUTCOMES: [&str; 23] = [
+pub const OUTCOMES: [&str; 27] = [
     "proxied",
     "upgrade",
     "upgrade_session_expired",
@@ -39,6 +39,10 @@ pub const OUTCOMES: [&str; 23] = [
     "method_not_allowed",
     "proxy_error",
     "session_store_unavailable",
+    "jwks",
+    "bearer_rejected",
+    "sign_out_at_provider",
+    "access_token_refused",
 ];
 
 /// Histogram buckets for a proxy: 100 µs to 10 s.

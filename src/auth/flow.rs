@@ -9,6 +9,7 @@ use crate::config::Access;
 /// Portcullis's own paths live under this prefix.
 pub const PREFIX: &str = "/oauth2/";
 pub const SIGN_IN: &str = "/oauth2/sign_in";
+pub const SIGN_OUT: &str = "/oauth2/sign_out";
 
 /// Characters left as they are in a query value: unreserved ones and `/`.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -28,6 +29,8 @@ pub enum Route<'a> {
     Auth,
     /// `/oauth2/static/{name}`: the operator's logo.
     Static(&'a str),
+    /// `/oauth2/jwks.json`: the keys that verify the identity assertion.
+    Jwks,
     /// Under `/oauth2/` but nothing we serve.
     NotFound,
     /// Everything else belongs to the upstream.
@@ -47,6 +50,7 @@ pub fn route(path: &str) -> Route<'_> {
         "sign_out" => Route::SignOut,
         "userinfo" => Route::UserInfo,
         "auth" => Route::Auth,
+        "jwks.json" => Route::Jwks,
         _ => {
             if let Some(p) = rest.strip_prefix("start/") {
                 if valid_provider_id(p) {

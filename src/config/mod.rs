@@ -65,6 +65,9 @@ pub struct Settings {
     pub providers: Vec<Provider>,
     /// `[pages]`: the operator's look of the pages, loaded and checked.
     pub pages: std::sync::Arc<crate::pages::Look>,
+    /// `[assertion]`: present = every authenticated request carries a
+    /// signed identity assertion (ES256 JWT).
+    pub assertion: Option<crate::assertion::Settings>,
     /// `[telemetry]`.
     pub telemetry: Telemetry,
 }
@@ -379,6 +382,28 @@ pub struct Provider {
     /// `hosted_domains` (Google only), lower-cased: the ID token's `hd`
     /// claim must be one of them. Empty: any account.
     pub hosted_domains: Vec<String>,
+    /// `accept_bearer_tokens = true` (kind `oidc` only): API clients may
+    /// authenticate with `Authorization: Bearer <JWT from this issuer>`.
+    pub bearer: Option<Bearer>,
+    /// `sign_out_at_provider` (kinds `oidc` and `google`), default false:
+    /// sign-out also ends the provider's session (RP-initiated logout).
+    pub sign_out_at_provider: bool,
+    /// `pass_access_token` (kinds `oidc` and `google`), default false: the
+    /// provider's access token goes upstream as `X-Forwarded-Access-Token`,
+    /// refreshed before it expires.
+    pub pass_access_token: bool,
+}
+
+/// Bearer tokens accepted from an OpenID Connect provider.
+#[derive(Debug, Clone)]
+pub struct Bearer {
+    /// `bearer_audiences`, default `[client_id]`: the token's `aud` must
+    /// name one of them.
+    pub audiences: Vec<String>,
+    /// `pass_authorization_header`, default false: the `Authorization`
+    /// header of a request authenticated by a bearer token goes upstream
+    /// unchanged only when true (else it is removed).
+    pub pass_authorization_header: bool,
 }
 
 /// Reads, parses and validates a config file.

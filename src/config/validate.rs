@@ -149,6 +149,14 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
     let mut pages_s = r.table_or_empty(&mut root, "pages");
     let pages = pages(&mut r, &mut pages_s);
     r.finish(pages_s);
+    let assertion = match r.table(&mut root, "assertion") {
+        Some(mut s) => {
+            let a = assertion(&mut r, &mut s, server.as_ref(), headers.as_ref());
+            r.finish(s);
+            a
+        }
+        None => None,
+    };
 
     r.finish(root);
 
@@ -165,6 +173,7 @@ pub(super) fn build(table: toml::Table, env: &dyn Env) -> Result<Settings, Vec<I
                 providers,
                 pages: pages.unwrap_or_default(),
                 telemetry,
+                assertion,
             })
         }
         _ => Err(r.issues),
@@ -192,6 +201,117 @@ fn pages(r: &mut Reader, s: &mut Section) -> Option<std::sync::Arc<crate::pages:
             None
         }
     }
+}
+
+/// `[assertion]`: the signing key, the keys only published, audience,
+/// lifetime and header. `None` when something is wrong (each problem
+/// reported with its key).
+fn assertion(
+    r: &mut Reader,
+    s: &mut Section,
+    server: Option<&Server>,
+    identity: Option<&HeaderNames>,
+) -> Option<crate::assertion::Settings> {
+    use crate::assertion;
+    let mut ok = true;
+
+    let header_key = s.key("header");
+    let header_text = r
+        .string(s, "header")
+        .unwrap_or_else(|| assertion::DEFAULT_HEADER.to_owned());
+    let header = match HeaderName::from_bytes(header_text.as_bytes()) {
+        Ok(h) => {
+            // As the proxy strips them: any case, `_` for `-`.
+            let norm = |name: &str| name.to_ascii_lowercase().replace('_', "-");
+            let n = norm(h.as_str());
+            let taken =
+                identity.is_some_and(|names| names.all().iter().any(|i| norm(i.as_str()) == n));
+            if taken {
+                r.issue(
+                    &header_key,
+                    "is already the name of an identity header in [headers]",
+                );
+                ok = false;
+            } else if n == "cookie"
+                || n == "authorization"
+                || n == "host"
+                || n.starts_with("x-forwarded-")
+            {
+                r.issue(
+                    &header_key,
+                    format!("{header_text:?} is reserved; use e.g. \"X-User-Assertion\""),
+                );
+                ok = false;
+            }
+            Some(h)
+        }
+        Err(_) => {
+            r.issue(
+                &header_key,
+                format!("{header_text:?} is not a valid header name"),
+            );
+            None
+        }
+    };
+
+    let key_key = s.key("key_file");
+    let key = r.required_string(s, "key_file").and_then(|path| {
+        match assertion::read_private_key(std::path::Path::new(&path)) {
+            Ok(k) => Some(k),
+            Err(why) => {
+                r.issue(&key_key, why);
+                None
+            }
+        }
+    });
+
+    let publish_key = s.key("publish_key_files");
+    let publish = r
+        .strings(s, "publish_key_files")
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(
+            |(i, path)| match assertion::read_public_key(std::path::Path::new(path)) {
+                Ok(k) => Some(k),
+                Err(why) => {
+                    r.issue(format!("{publish_key}[{i}]"), why);
+                    ok = false;
+                    None
+                }
+            },
+        )
+        .collect();
+
+    let audience_key = s.key("audience");
+    let audience = match r.string(s, "audience") {
+        Some(a) if a.trim().is_empty() || a.chars().any(char::is_control) => {
+            r.issue(&audience_key, "must be a non-empty string without control characters, e.g. \"https://app.example.com\"");
+            None
+        }
+        Some(a) => Some(a),
+        None => server.map(|s| s.public_url.as_str().trim_end_matches('/').to_owned()),
+    };
+
+    let lifetime_key = s.key("lifetime");
+    let lifetime = r
+        .duration(s, "lifetime")
+        .unwrap_or(assertion::DEFAULT_LIFETIME);
+    if lifetime < Duration::from_secs(30) || lifetime > Duration::from_secs(86400) {
+        r.issue(lifetime_key, "must be between 30s and 24h");
+        ok = false;
+    }
+
+    if !ok {
+        return None;
+    }
+    Some(assertion::Settings {
+        header: header?,
+        key: key?,
+        publish,
+        audience: audience?,
+        lifetime,
+    })
 }
 
 fn server(r: &mut Reader, s: &mut Section) -> Option<Server> {
@@ -815,6 +935,23 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
 
     let groups_claim = groups_claim(r, s, kind == Kind::Oidc);
     let hosted_domains = hosted_domains(r, s, kind == Kind::Google);
+    let bearer = bearer(r, s, kind == Kind::Oidc, client_id.as_deref());
+    let sign_out_key = s.key("sign_out_at_provider");
+    let sign_out_at_provider = r.bool(s, "sign_out_at_provider").unwrap_or(false);
+    if sign_out_at_provider && !matches!(kind, Kind::Oidc | Kind::Google) {
+        r.issue(
+            sign_out_key,
+            "applies only to OpenID Connect providers (kind = \"oidc\" or \"google\")",
+        );
+    }
+    let pass_key = s.key("pass_access_token");
+    let pass_access_token = r.bool(s, "pass_access_token").unwrap_or(false);
+    if pass_access_token && !matches!(kind, Kind::Oidc | Kind::Google) {
+        r.issue(
+            pass_key,
+            "applies only to OpenID Connect providers (kind = \"oidc\" or \"google\")",
+        );
+    }
 
     let (kind, scopes) = match kind {
         Kind::Google | Kind::Oidc => {
@@ -865,7 +1002,77 @@ fn provider(r: &mut Reader, id: &str, s: &mut Section) -> Option<Provider> {
         scopes: scopes?,
         groups_claim: groups_claim?,
         hosted_domains: hosted_domains?,
+        bearer: bearer?,
+        sign_out_at_provider,
+        pass_access_token,
     })
+}
+
+/// `accept_bearer_tokens`, `bearer_audiences`, `pass_authorization_header`
+/// (kind `oidc` only). `Some(None)` when bearer tokens are off.
+fn bearer(
+    r: &mut Reader,
+    s: &mut Section,
+    allowed: bool,
+    client_id: Option<&str>,
+) -> Option<Option<super::Bearer>> {
+    const KEYS: [&str; 3] = [
+        "accept_bearer_tokens",
+        "bearer_audiences",
+        "pass_authorization_header",
+    ];
+    if !KEYS.iter().any(|k| s.contains(k)) {
+        return Some(None);
+    }
+    if !allowed {
+        for k in KEYS {
+            if s.contains(k) {
+                r.discard(s, k);
+                r.issue(
+                    s.key(k),
+                    "applies only to kind = \"oidc\" providers (bearer tokens are JWTs verified with the provider's keys)",
+                );
+            }
+        }
+        return None;
+    }
+    let on = r.bool(s, "accept_bearer_tokens").unwrap_or(false);
+    let audiences_key = s.key("bearer_audiences");
+    let audiences = r.strings(s, "bearer_audiences");
+    let pass = r.bool(s, "pass_authorization_header");
+    if !on {
+        for (present, k) in [
+            (audiences.is_some(), "bearer_audiences"),
+            (pass.is_some(), "pass_authorization_header"),
+        ] {
+            if present {
+                r.issue(
+                    s.key(k),
+                    "is only used with accept_bearer_tokens = true; set that or remove the key",
+                );
+            }
+        }
+        return if audiences.is_some() || pass.is_some() {
+            None
+        } else {
+            Some(None)
+        };
+    }
+    let audiences = match audiences {
+        Some(list) if list.is_empty() || list.iter().any(String::is_empty) => {
+            r.issue(
+                audiences_key,
+                "must list at least one audience, none empty, e.g. [\"api://app\"]",
+            );
+            return None;
+        }
+        Some(list) => list,
+        None => vec![client_id?.to_owned()],
+    };
+    Some(Some(super::Bearer {
+        audiences,
+        pass_authorization_header: pass.unwrap_or(false),
+    }))
 }
 
 /// `groups_claim`: a dotted path (`"realm_access.roles"`) or a list of
@@ -1162,6 +1369,119 @@ client_secret = "${GOOGLE_SECRET}"
             Err(ConfigError::Invalid(v)) => v.into_iter().map(|i| i.to_string()).collect(),
             Err(e) => vec![e.to_string()],
         }
+    }
+
+    #[test]
+    fn assertion_keys_are_checked_each_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, crate::assertion::generate_key_pem().unwrap()).unwrap();
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        // An Ed25519 key in PKCS#8: any key but P-256 is refused.
+        let ed25519 = dir.path().join("ed25519.pem");
+        std::fs::write(
+            &ed25519,
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let missing = dir.path().join("missing.pem");
+
+        let ok = good() + &format!("[assertion]\nkey_file = {key:?}\n");
+        let s = parse(&ok, &env).expect("valid");
+        let a = s.assertion.expect("assertion on");
+        assert_eq!(a.header.as_str(), "x-user-assertion");
+        assert_eq!(a.audience, "https://app.example.com");
+        assert_eq!(a.lifetime, std::time::Duration::from_secs(300));
+        assert!(parse(&good(), &env).unwrap().assertion.is_none());
+
+        let bad = good()
+            + &format!(
+                "[assertion]\nkey_file = {missing:?}\npublish_key_files = [{key:?}, {not_pem:?}, {ed25519:?}]\nlifetime = \"5s\"\nheader = \"X-User\"\naudience = \"\"\n"
+            );
+        let got = issues(&bad);
+        let keys: Vec<&str> = got.iter().map(|l| l.split(':').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "assertion.header",
+                "assertion.key_file",
+                "assertion.publish_key_files[1]",
+                "assertion.publish_key_files[2]",
+                "assertion.audience",
+                "assertion.lifetime"
+            ],
+            "{got:#?}"
+        );
+        assert!(got[1].contains("cannot read"), "{got:#?}");
+        assert!(got[2].contains("P-256"), "{got:#?}");
+        assert!(got[3].contains("P-256"), "{got:#?}");
+        assert!(issues(&(good() + "[assertion]\n"))
+            .iter()
+            .any(|l| l.starts_with("assertion.key_file")));
+        assert!(
+            issues(&(good() + &format!("[assertion]\nkey_file = {key:?}\nkeyfile = 1\n")))
+                .iter()
+                .any(|l| l.starts_with("assertion.keyfile"))
+        );
+    }
+
+    #[test]
+    fn bearer_keys_are_checked() {
+        let oidc = "[providers.acme]\nkind = \"oidc\"\nissuer = \"https://sso.example\"\nclient_id = \"web\"\nclient_secret = \"s\"\n";
+        let s = parse(&(good() + oidc + "accept_bearer_tokens = true\n"), &env).expect("valid");
+        let b = s.providers[1].bearer.as_ref().expect("bearer on");
+        assert_eq!(b.audiences, ["web"]);
+        assert!(!b.pass_authorization_header);
+        assert!(s.providers[0].bearer.is_none());
+        let got = issues(&(good() + oidc + "bearer_audiences = [\"api\"]\n"));
+        assert!(
+            got[0].starts_with(
+                "providers.acme.bearer_audiences: is only used with accept_bearer_tokens"
+            ),
+            "{got:?}"
+        );
+        let got = issues(&(good() + oidc + "accept_bearer_tokens = true\nbearer_audiences = []\n"));
+        assert!(
+            got[0].starts_with("providers.acme.bearer_audiences: must list"),
+            "{got:?}"
+        );
+        let got = issues(&good().replace(
+            "[providers.google]",
+            "[providers.google]\naccept_bearer_tokens = true",
+        ));
+        assert!(
+            got[0].starts_with(
+                "providers.google.accept_bearer_tokens: applies only to kind = \"oidc\""
+            ),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn sign_out_at_provider_only_for_openid_connect() {
+        let x = "[providers.x]\nclient_id = \"x\"\nclient_secret = \"s\"\nsign_out_at_provider = true\n";
+        let got = issues(&(good() + x));
+        assert!(
+            got[0].starts_with("providers.x.sign_out_at_provider: applies only to OpenID Connect"),
+            "{got:?}"
+        );
+        let s = parse(
+            &good().replace(
+                "[providers.google]",
+                "[providers.google]\nsign_out_at_provider = true",
+            ),
+            &env,
+        )
+        .expect("valid");
+        assert!(s.providers[0].sign_out_at_provider);
+        let x =
+            "[providers.x]\nclient_id = \"x\"\nclient_secret = \"s\"\npass_access_token = true\n";
+        let got = issues(&(good() + x));
+        assert!(
+            got[0].starts_with("providers.x.pass_access_token: applies only to OpenID Connect"),
+            "{got:?}"
+        );
     }
 
     #[test]

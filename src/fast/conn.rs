@@ -321,6 +321,10 @@ async fn handle(
     if decision.upgrade == UpgradeKind::Other {
         let _ = decide::remove_upgrade(&mut req);
     }
+    if decision.strip_authorization {
+        // A bearer token the operator keeps from the app.
+        req.remove_header(&http::header::AUTHORIZATION);
+    }
     let websocket = decision.upgrade == UpgradeKind::WebSocket;
     let head_only = req.method == Method::HEAD;
     let mut counted = false;
@@ -510,6 +514,14 @@ async fn proxy(
     }
     if app
         .prepare_upstream_request(Some(ip), req, ctx.identity.as_ref(), &ctx.request_id)
+        .and_then(|()| {
+            app.add_identity_extras(
+                req,
+                ctx.identity.as_ref(),
+                ctx.session_expires_at,
+                ctx.access_token.as_ref(),
+            )
+        })
         .is_err()
     {
         ctx.outcome = "proxy_error";
@@ -565,7 +577,18 @@ async fn proxy(
             outcome: ctx.outcome,
             ..ex
         };
-        match exchange(w, client, &mut upstream, buf, &head, ex, reused).await {
+        match exchange(
+            w,
+            client,
+            &mut upstream,
+            buf,
+            &head,
+            ex,
+            reused,
+            &ctx.set_cookies,
+        )
+        .await
+        {
             Ok(done) => {
                 if done.upstream_reusable {
                     w.pool.put(upstream);
@@ -649,6 +672,7 @@ struct Done {
 }
 
 /// One request and its response over `upstream`.
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     w: &Worker,
     client: &mut TcpStream,
@@ -657,6 +681,7 @@ async fn exchange(
     head: &[u8],
     ex: Exchange,
     reused: bool,
+    set_cookies: &[String],
 ) -> Result<Done, Failure> {
     let (mut cr, mut cw) = client.split();
     let (mut ur, mut uw) = upstream.split();
@@ -730,6 +755,7 @@ async fn exchange(
         out_framing,
         close,
         client_10 && !close,
+        set_cookies,
     );
     rbuf.advance(response.len);
     let status = response.status;
@@ -973,14 +999,24 @@ async fn tunnel(
     ctx: &mut Ctx,
 ) -> (u16, Option<&'static str>) {
     let target = judged_target(req, ctx).into_owned();
-    let Ok(handshake) = crate::proxy::upgrade::handshake_for(
+    let handshake = crate::proxy::upgrade::handshake_for(
         app,
         req,
         target.as_bytes(),
         Some(ip),
         ctx.identity.as_ref(),
         &ctx.request_id,
-    ) else {
+    )
+    .and_then(|mut up| {
+        app.add_identity_extras(
+            &mut up,
+            ctx.identity.as_ref(),
+            ctx.session_expires_at,
+            ctx.access_token.as_ref(),
+        )
+        .map(|()| up)
+    });
+    let Ok(handshake) = handshake else {
         ctx.outcome = "proxy_error";
         let _ = client
             .write_all(&crate::proxy::internal_error().encode(Some(req), true))
@@ -1032,6 +1068,7 @@ async fn tunnel(
             response.framing,
             true,
             false,
+            &[],
         );
         rbuf.advance(response.len);
         let (mut ur, _) = upstream.split();

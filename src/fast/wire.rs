@@ -451,7 +451,8 @@ fn response_framing(
 /// Writes the response head for the client: the upstream's status line
 /// and fields (case and order kept) minus hop-by-hop ones and those its
 /// `Connection` names, then our framing and connection fields.
-/// `body`: how the body will be sent to the client.
+/// `body`: how the body will be sent to the client; `set_cookies`: cookies
+/// of ours that ride on the answer (a re-sealed access token).
 pub fn write_response_head(
     out: &mut Vec<u8>,
     upstream: &[u8],
@@ -459,6 +460,7 @@ pub fn write_response_head(
     body: Framing,
     close: bool,
     keep_alive_10: bool,
+    set_cookies: &[String],
 ) {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut fields);
@@ -501,6 +503,11 @@ pub fn write_response_head(
             }
         }
         Framing::None | Framing::UntilClose => {}
+    }
+    for c in set_cookies {
+        out.extend_from_slice(b"set-cookie: ");
+        out.extend_from_slice(c.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -995,7 +1002,7 @@ mod tests {
         let up = b"HTTP/1.1 200 OK\r\nConnection: X-Secret, close\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\nX-Kept: yes\r\n\r\n";
         let head = parse_response(up, false).unwrap().unwrap();
         let mut out = Vec::new();
-        write_response_head(&mut out, up, &head, Framing::Length(2), false, false);
+        write_response_head(&mut out, up, &head, Framing::Length(2), false, false, &[]);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

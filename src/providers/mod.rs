@@ -3,7 +3,7 @@
 
 mod facebook;
 pub mod groups;
-mod id_token;
+pub mod id_token;
 pub mod oauth1;
 mod oidc;
 mod transport;
@@ -193,15 +193,101 @@ pub trait Provider: Send + Sync {
         login: &LoginState,
         params: &CallbackParams,
     ) -> Result<Identity, ProviderError>;
+    /// As [`Provider::finish`], also returning the raw ID token when the
+    /// provider needs it at sign-out (`sign_out_at_provider`) and the
+    /// tokens for `pass_access_token`.
+    async fn finish_full(
+        &self,
+        login: &LoginState,
+        params: &CallbackParams,
+    ) -> Result<Finished, ProviderError> {
+        self.finish(login, params).await.map(|identity| Finished {
+            identity,
+            id_token: None,
+            tokens: None,
+        })
+    }
+    /// `pass_access_token`: new tokens for a refresh token.
+    async fn refresh(&self, _refresh_token: &str) -> Result<AccessTokens, ProviderError> {
+        Err(ProviderError::Protocol {
+            reason: "this provider does not refresh tokens".into(),
+        })
+    }
+    /// With `sign_out_at_provider` and an end_session_endpoint: where to
+    /// send the browser to end the provider's session too.
+    async fn end_session_url(
+        &self,
+        _id_token: &str,
+        _post_logout_redirect_uri: &str,
+    ) -> Option<url::Url> {
+        None
+    }
+    /// With `accept_bearer_tokens`: whether this provider issued `token`
+    /// (by its unverified `iss`). Providers without bearer tokens: never.
+    fn issued(&self, _token_issuer: &str) -> bool {
+        false
+    }
+    /// With `accept_bearer_tokens`: the user a bearer token stands for,
+    /// verified with this provider's keys.
+    async fn bearer(&self, _token: &str) -> Result<BearerUser, id_token::BearerError> {
+        Err(id_token::BearerError::UnknownIssuer)
+    }
+}
+
+pub use crate::access_token::AccessTokens;
+
+/// What a sign-in produced.
+#[derive(Debug)]
+pub struct Finished {
+    pub identity: Identity,
+    /// `sign_out_at_provider`: the raw ID token for the end-session request.
+    pub id_token: Option<String>,
+    /// `pass_access_token`: the provider's tokens.
+    pub tokens: Option<AccessTokens>,
+}
+
+/// An API client authenticated by a bearer token.
+#[derive(Debug)]
+pub struct BearerUser {
+    pub identity: Identity,
+    /// The token's `exp` (unix seconds).
+    pub expires_at: u64,
+    /// `pass_authorization_header` of the provider that issued it.
+    pub pass_authorization: bool,
 }
 
 /// Every configured provider, in config order, with lookup by id.
 pub struct Providers {
     list: Vec<Arc<dyn Provider>>,
     by_id: HashMap<String, usize>,
+    /// Indexes of the providers with `accept_bearer_tokens`.
+    bearer: Vec<usize>,
 }
 
 impl Providers {
+    /// Do any providers accept bearer tokens?
+    pub fn accept_bearer(&self) -> bool {
+        !self.bearer.is_empty()
+    }
+
+    /// Verifies a bearer token with the keys of the provider (with
+    /// `accept_bearer_tokens`) whose issuer it names.
+    pub async fn verify_bearer(&self, token: &str) -> Result<BearerUser, id_token::BearerError> {
+        if !id_token::looks_like_jwt(token) {
+            return Err(id_token::BearerError::NotJwt);
+        }
+        let iss = id_token::unverified_issuer(token).ok_or(id_token::BearerError::Invalid(
+            id_token::IdTokenError::Malformed,
+        ))?;
+        for &i in &self.bearer {
+            let p = &self.list[i];
+            if p.issued(&iss) {
+                return p.bearer(token).await;
+            }
+        }
+        Err(id_token::BearerError::UnknownIssuer)
+    }
+
     pub fn build(settings: &Settings, http: &reqwest::Client) -> Result<Self, url::ParseError> {
         let mut list: Vec<Arc<dyn Provider>> = Vec::new();
         for p in &settings.providers {
@@ -227,7 +313,18 @@ impl Providers {
             .enumerate()
             .map(|(i, p)| (p.id().to_owned(), i))
             .collect();
-        Ok(Providers { list, by_id })
+        let bearer = settings
+            .providers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.bearer.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        Ok(Providers {
+            list,
+            by_id,
+            bearer,
+        })
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<dyn Provider>> {

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use oauth2::basic::BasicTokenType;
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, ExtraTokenFields,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, StandardTokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, StandardTokenResponse,
     TokenResponse as _, TokenUrl,
 };
 use openidconnect::core::{
@@ -25,9 +25,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
 
 use super::groups::{self, Lookup};
-use super::id_token::{self, Expected, IdTokenError};
+use super::id_token::{self, BearerError, BearerExpected, Expected, IdTokenError};
 use super::transport::{self, TokenClient, MAX_DOCUMENT, MAX_RESPONSE};
-use super::{clean_text, clean_whole, CallbackParams, NotAccepted, Provider, ProviderError};
+use super::{
+    clean_text, clean_whole, AccessTokens, BearerUser, CallbackParams, Finished, NotAccepted,
+    Provider, ProviderError,
+};
 use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config;
 use crate::identity::Identity;
@@ -56,6 +59,9 @@ const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(60);
 struct Extra {
     #[serde(default)]
     code_challenge_methods_supported: Option<Vec<String>>,
+    /// OpenID Connect RP-Initiated Logout 1.0 §2.1.
+    #[serde(default)]
+    end_session_endpoint: Option<String>,
 }
 impl AdditionalProviderMetadata for Extra {}
 
@@ -93,6 +99,8 @@ struct Discovered {
     jwks_uri: url::Url,
     /// Where claims not in the ID token come from (OIDC Core §5.3).
     userinfo: Option<url::Url>,
+    /// RP-initiated logout (`sign_out_at_provider`), when discovery names it.
+    end_session: Option<url::Url>,
     keys: JsonWebKeySet<CoreJsonWebKey>,
     pkce: bool,
     fetched: Instant,
@@ -108,6 +116,7 @@ impl Discovered {
             client: self.client.clone(),
             jwks_uri: self.jwks_uri.clone(),
             userinfo: self.userinfo.clone(),
+            end_session: self.end_session.clone(),
             keys: keys.set,
             pkce: self.pkce,
             fetched: self.fetched,
@@ -142,6 +151,14 @@ pub struct OidcProvider {
     hosted_domains: Vec<String>,
     /// A groups claim with values other than strings is warned about once.
     groups_warned: AtomicBool,
+    /// `accept_bearer_tokens` and its settings.
+    bearer: Option<config::Bearer>,
+    /// `sign_out_at_provider`: keep the ID token for the end-session request.
+    sign_out_at_provider: bool,
+    /// `pass_access_token`: keep the tokens for the upstream.
+    pass_access_token: bool,
+    /// A missing end_session_endpoint is warned about once.
+    end_session_warned: AtomicBool,
 }
 
 impl OidcProvider {
@@ -209,7 +226,56 @@ impl OidcProvider {
             groups_claim: p.groups_claim.clone(),
             hosted_domains: p.hosted_domains.clone(),
             groups_warned: AtomicBool::new(false),
+            bearer: p.bearer.clone(),
+            sign_out_at_provider: p.sign_out_at_provider,
+            pass_access_token: p.pass_access_token,
+            end_session_warned: AtomicBool::new(false),
         }
+    }
+
+    /// A bearer token verified with this provider's keys (refetched once
+    /// for an unknown `kid`, at most once a minute), then its claims.
+    async fn verify_bearer(
+        &self,
+        bearer: &config::Bearer,
+        token: &str,
+    ) -> Result<BearerUser, BearerError> {
+        let d = self
+            .discovered()
+            .await
+            .map_err(|_| BearerError::Unavailable)?;
+        let d = self.current_keys(d).await;
+        let issuers: Vec<&str> = self.accepted_issuers.iter().map(String::as_str).collect();
+        let check = |d: &Discovered| {
+            id_token::verify_bearer(
+                token,
+                &d.keys,
+                &BearerExpected {
+                    issuers: &issuers,
+                    audiences: &bearer.audiences,
+                    now: unix_now(),
+                    leeway: CLOCK_LEEWAY_SECS,
+                },
+            )
+        };
+        let claims = match check(&d) {
+            Err(IdTokenError::UnknownKey) => match self.refetch_keys(&d).await {
+                Some(fresh) => check(&fresh),
+                None => Err(IdTokenError::UnknownKey),
+            },
+            other => other,
+        }
+        .map_err(BearerError::Invalid)?;
+        let groups = self
+            .groups_in(&claims.other)
+            .map_err(|_| BearerError::Invalid(IdTokenError::Malformed))?
+            .unwrap_or_default();
+        let expires_at = claims.exp;
+        Ok(BearerUser {
+            identity: self.identity(claims, groups),
+            expires_at,
+            pass_authorization: bearer.pass_authorization_header,
+        })
     }
 
     /// `hosted_domains`: the verified ID token's `hd` must be one of them
@@ -309,9 +375,25 @@ impl OidcProvider {
             } else {
                 AuthType::RequestBody
             });
+        let end_session = metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .filter(|u| matches!(u.scheme(), "https" | "http"));
+        if self.sign_out_at_provider
+            && end_session.is_none()
+            && !self.end_session_warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                provider = %self.id,
+                "sign_out_at_provider: the provider's discovery names no end_session_endpoint; sign-out ends the Portcullis session only (warned once)"
+            );
+        }
         let d = Arc::new(Discovered {
             client,
             jwks_uri,
+            end_session,
             userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
             keys: keys.set,
             pkce,
@@ -638,6 +720,14 @@ impl Provider for OidcProvider {
         login: &LoginState,
         params: &CallbackParams,
     ) -> Result<Identity, ProviderError> {
+        self.finish_full(login, params).await.map(|f| f.identity)
+    }
+
+    async fn finish_full(
+        &self,
+        login: &LoginState,
+        params: &CallbackParams,
+    ) -> Result<Finished, ProviderError> {
         if let Some(error) = params.get("error") {
             let code = super::error_code(error);
             return Err(if code == "access_denied" {
@@ -714,7 +804,75 @@ impl Provider for OidcProvider {
             (None, Some(info)) => self.groups_in(&info)?.unwrap_or_default(),
             (None, None) => Vec::new(),
         };
-        Ok(self.identity(claims, groups))
+        let id_token = self.sign_out_at_provider.then(|| raw.to_owned());
+        let tokens = self.pass_access_token.then(|| {
+            let now = unix_now();
+            AccessTokens {
+                access_token: token.access_token().secret().clone(),
+                refresh_token: token.refresh_token().map(|r| r.secret().clone()),
+                expires_at: token
+                    .expires_in()
+                    .map_or(0, |d| now.saturating_add(d.as_secs())),
+                obtained_at: now,
+            }
+        });
+        Ok(Finished {
+            identity: self.identity(claims, groups),
+            id_token,
+            tokens,
+        })
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> Result<AccessTokens, ProviderError> {
+        let d = self.discovered().await?;
+        let token = d
+            .client
+            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
+            .request_async(&TokenClient(&self.http))
+            .await
+            .map_err(|e| super::token_error(e, super::unparsable_token_response))?;
+        let now = unix_now();
+        Ok(AccessTokens {
+            access_token: token.access_token().secret().clone(),
+            // Providers that do not rotate refresh tokens send none back.
+            refresh_token: Some(
+                token
+                    .refresh_token()
+                    .map_or_else(|| refresh_token.to_owned(), |r| r.secret().clone()),
+            ),
+            expires_at: token
+                .expires_in()
+                .map_or(0, |d| now.saturating_add(d.as_secs())),
+            obtained_at: now,
+        })
+    }
+
+    async fn end_session_url(
+        &self,
+        id_token: &str,
+        post_logout_redirect_uri: &str,
+    ) -> Option<url::Url> {
+        if !self.sign_out_at_provider {
+            return None;
+        }
+        let d = self.discovered().await.ok()?;
+        let mut url = d.end_session.clone()?;
+        url.query_pairs_mut()
+            .append_pair("id_token_hint", id_token)
+            .append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
+            .append_pair("client_id", self.client_id.as_str());
+        Some(url)
+    }
+
+    fn issued(&self, token_issuer: &str) -> bool {
+        self.bearer.is_some() && self.accepted_issuers.iter().any(|i| i == token_issuer)
+    }
+
+    async fn bearer(&self, token: &str) -> Result<BearerUser, BearerError> {
+        match &self.bearer {
+            Some(b) => self.verify_bearer(b, token).await,
+            None => Err(BearerError::UnknownIssuer),
+        }
     }
 }
 
@@ -734,6 +892,9 @@ mod tests {
             scopes: vec!["email".into(), "openid".into()],
             groups_claim: None,
             hosted_domains: Vec::new(),
+            bearer: None,
+            sign_out_at_provider: false,
+            pass_access_token: false,
         };
         OidcProvider::new(
             &p,

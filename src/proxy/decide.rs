@@ -23,6 +23,8 @@ use super::App;
 use crate::auth::flow::{self, RequestKind, Route};
 use crate::auth::policy::{self, Judgement, RequestFacts, Rule};
 use crate::identity::Identity;
+use crate::providers::id_token::BearerError;
+use crate::providers::BearerUser;
 use crate::session::Unavailable;
 
 /// What to do with a request.
@@ -44,6 +46,10 @@ pub enum Verdict {
     SignIn { api: bool },
     /// The session store (Redis) cannot answer: 503, never a pass.
     StoreUnavailable { api: bool },
+    /// No session, and the `Authorization: Bearer` token was refused: 401
+    /// JSON with `WWW-Authenticate: Bearer error="invalid_token"` (503
+    /// when the issuer's keys are unavailable).
+    BearerRejected(BearerError),
 }
 
 /// Why a signed-in identity may not pass.
@@ -149,6 +155,39 @@ pub struct Decision {
     /// tunnelled; [`UpgradeKind::Other`] must be removed
     /// ([`remove_upgrade`]) before anything is forwarded.
     pub upgrade: UpgradeKind,
+    /// Authenticated by a bearer token whose provider does not pass the
+    /// `Authorization` header on (`pass_authorization_header = false`):
+    /// remove it before forwarding.
+    pub strip_authorization: bool,
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme in any
+/// letter case), if the request has exactly one such header.
+pub fn bearer_token(req: &RequestHeader) -> Option<&str> {
+    let mut all = req.headers.get_all(http::header::AUTHORIZATION).iter();
+    let value = all.next()?.to_str().ok()?;
+    if all.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Is `req` an API request (401 JSON rather than a redirect)?
+pub fn is_api(app: &App, req: &RequestHeader) -> bool {
+    let path = canonical(req)
+        .map(|t| t.decoded().to_owned())
+        .unwrap_or_default();
+    let kind = RequestKind {
+        path: &path,
+        accept: req.headers.get(ACCEPT).map(|v| v.as_bytes()),
+        x_requested_with: req.headers.get("x-requested-with").map(|v| v.as_bytes()),
+        sec_fetch_mode: req.headers.get("sec-fetch-mode").map(|v| v.as_bytes()),
+    };
+    flow::is_api_request(&app.settings.access, &kind)
 }
 
 /// The canonical view of a request's target (see `request.rs`).
@@ -170,11 +209,13 @@ impl App {
                     verdict: Verdict::Refuse(refusal),
                     rewritten: None,
                     upgrade,
+                    strip_authorization: false,
                 }
             }
         };
         let rewritten = target.rewritten().map(Box::from);
         let path = target.decoded();
+        let mut strip_authorization = false;
         let verdict = if path.starts_with("/oauth2") && flow::route(path) != Route::Upstream {
             Verdict::Own(path.to_owned())
         } else if self.is_public(&req.method, &req.headers, path) {
@@ -205,7 +246,17 @@ impl App {
                         None => Verdict::Forward(id, expires_at),
                         Some(denial) => Verdict::Forbidden(id, denial),
                     },
-                    Ok(None) => Verdict::SignIn { api: api() },
+                    Ok(None) => match self.bearer_user(req).await {
+                        None => Verdict::SignIn { api: api() },
+                        Some(Err(e)) => Verdict::BearerRejected(e),
+                        Some(Ok(user)) => {
+                            strip_authorization = !user.pass_authorization;
+                            match Denial::of(&rule, rule.judge(&user.identity)) {
+                                None => Verdict::Forward(user.identity, user.expires_at),
+                                Some(denial) => Verdict::Forbidden(user.identity, denial),
+                            }
+                        }
+                    },
                 }
             }
         };
@@ -213,7 +264,19 @@ impl App {
             verdict,
             rewritten,
             upgrade,
+            strip_authorization,
         }
+    }
+
+    /// Without a session: the API client an `Authorization: Bearer` token
+    /// stands for, when a provider accepts bearer tokens. `None` when none
+    /// does or the request has no bearer token.
+    async fn bearer_user(&self, req: &RequestHeader) -> Option<Result<BearerUser, BearerError>> {
+        if !self.providers.accept_bearer() {
+            return None;
+        }
+        let token = bearer_token(req)?;
+        Some(self.providers.verify_bearer(token).await)
     }
 
     /// `access.skip_auth` and the CORS-preflight switch, on the canonical
@@ -281,7 +344,15 @@ impl App {
                 Judgement::Allowed => AuthVerdict::Allow(id),
                 Judgement::NotAllowed | Judgement::WrongProvider => AuthVerdict::Forbidden(id),
             },
-            Ok(None) => AuthVerdict::SignIn,
+            Ok(None) => match self.bearer_user(req).await {
+                Some(Ok(user)) => match rule.judge(&user.identity) {
+                    Judgement::Allowed => AuthVerdict::Allow(user.identity),
+                    Judgement::NotAllowed | Judgement::WrongProvider => {
+                        AuthVerdict::Forbidden(user.identity)
+                    }
+                },
+                None | Some(Err(_)) => AuthVerdict::SignIn,
+            },
         }
     }
 
@@ -493,6 +564,7 @@ api_paths = ["^/api/"]
             Verdict::Forbidden(_, Denial::Providers(p)) => format!("forbidden providers={p:?}"),
             Verdict::SignIn { api } => format!("sign_in api={api}"),
             Verdict::StoreUnavailable { api } => format!("unavailable api={api}"),
+            Verdict::BearerRejected(e) => format!("bearer rejected: {e}"),
         }
     }
 

@@ -351,6 +351,7 @@ impl App {
             Verdict::StoreUnavailable { .. } => {
                 "the session store (Redis) cannot answer: 503, never a pass".to_owned()
             }
+            Verdict::BearerRejected(e) => format!("401: {e}"),
         };
         let _ = writeln!(out, "verdict:  {verdict}");
         Ok(out)

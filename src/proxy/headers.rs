@@ -117,6 +117,12 @@ impl IdentityHeaders {
         IdentityHeaders { names, normalized }
     }
 
+    /// Also strips every client-supplied spelling of `name` (the signed
+    /// assertion's header).
+    pub fn also_strip(&mut self, name: &HeaderName) {
+        self.normalized.push(normalize(name.as_str()).into_bytes());
+    }
+
     /// Is `name` (as received) a spelling of one of our identity headers?
     pub fn is_forged(&self, name: &str) -> bool {
         let b = name.as_bytes();

@@ -30,10 +30,11 @@ use crate::auth::redirect::safe_return_path;
 use crate::config::{self, Settings};
 use crate::identity::Identity;
 use crate::pages::{self, ProviderButton};
+use crate::providers::id_token::BearerError;
 use crate::providers::{CallbackParams, Providers};
 use crate::session::cookie::{self, CookieAttrs};
 use crate::session::login_state::{self, LoginState, LOGIN_COOKIE_PATH, LOGIN_STATE_TTL};
-use crate::session::{SessionCodec, SessionStore, Unavailable};
+use crate::session::{unix_now, SessionCodec, SessionStore, Unavailable};
 use decide::{AuthVerdict, Denial, UpgradeKind, Verdict};
 use headers::IdentityHeaders;
 use request::Refusal;
@@ -58,6 +59,10 @@ pub struct App {
     upgrade_connector: pingora::connectors::http::v1::Connector,
     /// Upstream failures: one log line a second with a count.
     upstream_failures: crate::telemetry::EverySecond,
+    /// `[assertion]`: signs the identity assertion sent upstream.
+    assertion: Option<crate::assertion::Signer>,
+    /// `pass_access_token` on some provider: refreshes, one per session.
+    token_flight: Option<crate::access_token::SingleFlight>,
 }
 
 impl App {
@@ -98,8 +103,27 @@ impl App {
         let peer = upstream_peer(&settings.upstream, upstream);
         // Our pages are rendered with this configuration's [pages].
         pages::install(settings.pages.clone());
+        let assertion = settings
+            .assertion
+            .as_ref()
+            .map(|a| crate::assertion::Signer::new(a, settings.server.public_url.as_str()));
+        let mut identity_headers = IdentityHeaders::new(settings.headers.clone());
+        if let Some(a) = &assertion {
+            identity_headers.also_strip(a.header_name());
+        }
+        let token_flight = settings
+            .providers
+            .iter()
+            .any(|p| p.pass_access_token)
+            .then(crate::access_token::SingleFlight::default);
+        if token_flight.is_some() {
+            identity_headers
+                .also_strip(&http::HeaderName::from_static(crate::access_token::HEADER));
+        }
         App {
-            identity_headers: IdentityHeaders::new(settings.headers.clone()),
+            identity_headers,
+            assertion,
+            token_flight,
             codec,
             store,
             providers,
@@ -165,6 +189,120 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    /// After the identity headers (forged copies already stripped): the
+    /// signed identity assertion of `identity` (`[assertion]`, from the
+    /// per-thread cache; the session ends at `session_expires_at`, unix
+    /// seconds) and `X-Forwarded-Access-Token` (`pass_access_token`, the
+    /// value [`App::access_token_for`] gave). Nothing for a request without
+    /// identity. Both the pingora path and a WebSocket handshake call this.
+    pub fn add_identity_extras(
+        &self,
+        upstream_request: &mut RequestHeader,
+        identity: Option<&Identity>,
+        session_expires_at: u64,
+        access_token: Option<&HeaderValue>,
+    ) -> Result<()> {
+        if let (Some(signer), Some(id)) = (&self.assertion, identity) {
+            let token = signer.header_value(id, session_expires_at, unix_now());
+            upstream_request.insert_header(signer.header_name().clone(), token)?;
+        }
+        if let (Some(token), Some(_)) = (access_token, identity) {
+            upstream_request.insert_header(crate::access_token::HEADER, token.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Every cookie of a session: the session's parts and the access-token
+    /// cookie's, removed (a refused refresh, a sign-out).
+    pub fn clear_session_cookies(&self) -> Vec<String> {
+        let mut out = cookie::clear_split(self.cookie_name(), &self.session_attrs);
+        if self.token_flight.is_some() {
+            out.extend(cookie::clear_split(
+                &crate::access_token::cookie_name(self.cookie_name()),
+                &self.session_attrs,
+            ));
+        }
+        out
+    }
+
+    /// `pass_access_token`: the access token kept for this session, refreshed
+    /// first when it is about to expire (one refresh per session at a
+    /// time), with the re-sealed cookie to send back.
+    pub async fn access_token_for(&self, req: &RequestHeader, id: &Identity) -> PassToken {
+        let Some(flight) = &self.token_flight else {
+            return PassToken::Nothing;
+        };
+        let name = crate::access_token::cookie_name(self.cookie_name());
+        let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
+        let Some(sealed) = cookie::find_split(cookies, &name) else {
+            return PassToken::Nothing;
+        };
+        let user = id.user();
+        let Some(tokens) = self
+            .codec
+            .sealer()
+            .open(&name, &sealed)
+            .and_then(|b| crate::access_token::AccessTokens::decode(&b, &user))
+        else {
+            return PassToken::Nothing;
+        };
+        let mut cookies_out = Vec::new();
+        let mut current = tokens;
+        let due = current.needs_refresh(unix_now());
+        if let (true, Some(rt)) = (due, current.refresh_token.clone()) {
+            let Some(provider) = self.providers.get(&id.provider).cloned() else {
+                return PassToken::Nothing;
+            };
+            let provider_id = id.provider.clone();
+            let key = rt.clone();
+            let result = flight
+                .refresh(&key, unix_now(), || async move {
+                    match provider.refresh(&rt).await {
+                        Ok(t) => Ok(t),
+                        Err(crate::providers::ProviderError::Rejected { code }) => {
+                            tracing::info!(provider = %provider_id, code = %code, "the provider refused to refresh the access token: session ended");
+                            Err(crate::access_token::RefreshFailure::Refused)
+                        }
+                        Err(e) => {
+                            tracing::warn!(provider = %provider_id, error = %e, "access token refresh failed; the current token is passed on");
+                            Err(crate::access_token::RefreshFailure::Unavailable)
+                        }
+                    }
+                })
+                .await;
+            match result {
+                Ok(fresh) => {
+                    let sealed = self.codec.sealer().seal(
+                        &name,
+                        &fresh.encode(&user),
+                        self.settings.session.lifetime,
+                    );
+                    let held = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
+                    cookies_out = cookie::set_split(
+                        &name,
+                        &sealed,
+                        &self.session_attrs,
+                        self.settings.session.lifetime,
+                        held,
+                    )
+                    .unwrap_or_default();
+                    current = fresh;
+                }
+                Err(crate::access_token::RefreshFailure::Refused) => {
+                    return PassToken::SessionEnded
+                }
+                Err(crate::access_token::RefreshFailure::Unavailable) => {}
+            }
+        }
+        match HeaderValue::from_str(&current.access_token) {
+            Ok(value) => PassToken::Pass {
+                value,
+                cookies: cookies_out,
+            },
+            Err(_) => PassToken::Nothing,
+        }
     }
 
     /// Counts a request that could not reach the upstream: one log line a
@@ -244,6 +382,54 @@ impl App {
             .await
     }
 
+    /// The cookie that keeps the ID token for `sign_out_at_provider`: sealed
+    /// like the session, sent only to `/oauth2/sign_out`.
+    fn id_token_cookie_name(&self) -> String {
+        format!("{}-idt", self.cookie_name())
+    }
+
+    /// `Set-Cookie` for the ID token of a sign-in with `provider`, sealed
+    /// (`provider`, newline, token) for the session's lifetime. `None` when
+    /// it would not fit in a cookie.
+    fn id_token_cookie(&self, provider: &str, id_token: &str) -> Option<String> {
+        let name = self.id_token_cookie_name();
+        let lifetime = self.settings.session.lifetime;
+        let sealed = self.codec.sealer().seal(
+            &name,
+            format!("{provider}\n{id_token}").as_bytes(),
+            lifetime,
+        );
+        cookie::set_one(
+            &name,
+            &sealed,
+            flow::SIGN_OUT,
+            &self.session_attrs,
+            lifetime,
+        )
+    }
+
+    /// With `sign_out_at_provider`: the provider's end-session URL for the
+    /// ID token kept at sign-in, returning to `target` (a safe local path)
+    /// on this site. `None`: sign out locally only.
+    async fn provider_sign_out(&self, req: &RequestHeader, target: &str) -> Option<url::Url> {
+        let name = self.id_token_cookie_name();
+        let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
+        let sealed = cookie::find(cookies, &name)?;
+        let opened = self.codec.sealer().open(&name, sealed)?;
+        let opened = String::from_utf8(opened).ok()?;
+        let (provider, id_token) = opened.split_once('\n')?;
+        let provider = self.providers.get(provider)?;
+        let origin = self
+            .settings
+            .server
+            .public_url
+            .as_str()
+            .trim_end_matches('/');
+        provider
+            .end_session_url(id_token, &format!("{origin}{target}"))
+            .await
+    }
+
     async fn session_cookies(
         &self,
         req: &RequestHeader,
@@ -268,6 +454,19 @@ impl App {
         )
         .unwrap_or_default())
     }
+}
+
+/// What `pass_access_token` adds to a forwarded request.
+pub enum PassToken {
+    /// Nothing (not configured, or no token kept for this session).
+    Nothing,
+    /// `X-Forwarded-Access-Token: value`; `cookies` re-seal a refreshed one.
+    Pass {
+        value: HeaderValue,
+        cookies: Vec<String>,
+    },
+    /// The provider refused the refresh: the session is over.
+    SessionEnded,
 }
 
 /// The proxy service: asks [`crate::reload::Current`] for the App once per
@@ -295,6 +494,11 @@ pub struct Ctx {
     /// With traces on: the request's span, and its call to the application.
     pub(crate) span: Option<crate::traces::SpanCx>,
     pub(crate) upstream_span: Option<crate::traces::SpanCx>,
+    /// `pass_access_token`: the value of `X-Forwarded-Access-Token`.
+    pub(crate) access_token: Option<HeaderValue>,
+    /// `Set-Cookie` values added to the upstream's response (a refreshed
+    /// access token re-sealed).
+    pub(crate) set_cookies: Vec<String>,
 }
 
 impl Ctx {
@@ -310,6 +514,8 @@ impl Ctx {
             upstream_started: None,
             span: None,
             upstream_span: None,
+            access_token: None,
+            set_cookies: Vec::new(),
         }
     }
 }
@@ -383,6 +589,11 @@ impl ProxyHttp for Portcullis {
         if decision.upgrade == UpgradeKind::Other {
             decide::remove_upgrade(session.req_header_mut())?;
         }
+        if decision.strip_authorization {
+            session
+                .req_header_mut()
+                .remove_header(&http::header::AUTHORIZATION);
+        }
         let websocket = decision.upgrade == UpgradeKind::WebSocket;
         let client = client_ip(session);
         match app
@@ -436,7 +647,26 @@ impl ProxyHttp for Portcullis {
             upstream_request,
             ctx.identity.as_ref(),
             &ctx.request_id,
+        )?;
+        ctx.app.add_identity_extras(
+            upstream_request,
+            ctx.identity.as_ref(),
+            ctx.session_expires_at,
+            ctx.access_token.as_ref(),
         )
+    }
+
+    /// A refreshed access token's cookie rides on the upstream's answer.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut pingora::http::ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        for c in ctx.set_cookies.drain(..) {
+            upstream_response.append_header(http::header::SET_COOKIE, c)?;
+        }
+        Ok(())
     }
 
     /// What pingora's error lines say about a request: method and judged
@@ -562,6 +792,8 @@ impl ProxyHttp for Portcullis {
 }
 
 /// What a verdict comes to: an answer of our own, or a request to forward.
+/// (Not boxed: one per request, moved once.)
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Step {
     /// Answer with `reply`; `close`: and close the connection after it.
     Reply { reply: Reply, close: bool },
@@ -616,9 +848,38 @@ impl App {
                 store_unavailable(api, &retry)
             }
             Verdict::Forward(id, expires_at) => {
+                match self.access_token_for(req, &id).await {
+                    PassToken::Nothing => {}
+                    PassToken::Pass { value, cookies } => {
+                        ctx.access_token = Some(value);
+                        ctx.set_cookies = cookies;
+                    }
+                    PassToken::SessionEnded => {
+                        // The provider refused the refresh: signed out.
+                        ctx.outcome = "access_token_refused";
+                        let _ = self.end_session(req).await;
+                        let mut reply = if decide::is_api(self, req) {
+                            unauthenticated_json()
+                        } else {
+                            let target = judged_target(req, ctx);
+                            Reply::redirect(flow::sign_in_location(&target))
+                        };
+                        for c in self.clear_session_cookies() {
+                            reply = reply.cookie(c);
+                        }
+                        return Step::Reply {
+                            reply,
+                            close: false,
+                        };
+                    }
+                }
                 ctx.identity = Some(id);
                 ctx.session_expires_at = expires_at;
                 return Step::Forward;
+            }
+            Verdict::BearerRejected(e) => {
+                ctx.outcome = "bearer_rejected";
+                bearer_rejected(e)
             }
             Verdict::Forbidden(id, denial) => {
                 ctx.outcome = "forbidden";
@@ -769,11 +1030,24 @@ impl App {
                     )
                     .header(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
                 }
-                let mut reply = Reply::redirect(target);
-                for c in cookie::clear_split(app.cookie_name(), &app.session_attrs) {
+                // sign_out_at_provider: on to the provider's end-session
+                // endpoint, which sends the browser back to `target`.
+                let location = match app.provider_sign_out(req, &target).await {
+                    Some(url) => {
+                        ctx.outcome = "sign_out_at_provider";
+                        url.to_string()
+                    }
+                    None => target,
+                };
+                let mut reply = Reply::redirect(location);
+                for c in app.clear_session_cookies() {
                     reply = reply.cookie(c);
                 }
-                reply
+                reply.cookie(cookie::clear_one(
+                    &app.id_token_cookie_name(),
+                    flow::SIGN_OUT,
+                    &app.session_attrs,
+                ))
             }
             Route::UserInfo if get_like => match app.read_session(req).await {
                 Err(Unavailable) => {
@@ -809,6 +1083,10 @@ impl App {
                     let mut reply = Reply::empty(202);
                     for (name, value) in app.identity_headers.pairs(&id) {
                         reply = reply.header(name, value);
+                    }
+                    if let Some(signer) = &app.assertion {
+                        let token = signer.header_value(&id, 0, unix_now());
+                        reply = reply.header(signer.header_name().clone(), token);
                     }
                     ctx.identity = Some(id);
                     reply
@@ -856,13 +1134,22 @@ impl App {
                     _ => not_found(),
                 }
             }
+            Route::Jwks if get_like => match &app.assertion {
+                Some(signer) => {
+                    ctx.outcome = "jwks";
+                    Reply::json(200, signer.jwks().to_owned())
+                        .cache_control(crate::assertion::JWKS_CACHE_CONTROL)
+                }
+                None => not_found(),
+            },
             Route::NotFound | Route::Upstream => not_found(),
             Route::SignIn
             | Route::Static(_)
             | Route::Start(_)
             | Route::Callback(_)
             | Route::SignOut
-            | Route::UserInfo => {
+            | Route::UserInfo
+            | Route::Jwks => {
                 ctx.outcome = "method_not_allowed";
                 Reply::html(
                     405,
@@ -916,7 +1203,7 @@ impl App {
         };
         let clear_login = cookie::clear_one(&name, LOGIN_COOKIE_PATH, &app.login_attrs);
         let retry = flow::with_rd(&format!("/oauth2/start/{id}"), &login.return_to);
-        match provider.finish(&login, &params).await {
+        match provider.finish_full(&login, &params).await {
             Err(e) => {
                 ctx.outcome = "provider_error";
                 app.metrics.sign_in(id, "failed");
@@ -927,7 +1214,11 @@ impl App {
                 )
                 .cookie(clear_login)
             }
-            Ok(identity) => {
+            Ok(crate::providers::Finished {
+                identity,
+                id_token,
+                tokens,
+            }) => {
                 let target = safe_return_path(&login.return_to).into_owned();
                 if let Err(denial) = app.judge_sign_in(req, &target, &identity) {
                     ctx.outcome = "forbidden";
@@ -974,6 +1265,61 @@ impl App {
                 for c in cookies {
                     reply = reply.cookie(c);
                 }
+                let idt_name = app.id_token_cookie_name();
+                let held = req.headers.get_all(COOKIE).iter();
+                if id_token.is_none()
+                    && cookie::find(held.map(|v| v.as_bytes()), &idt_name).is_some()
+                {
+                    // An earlier sign-in's ID token, from another provider.
+                    reply = reply.cookie(cookie::clear_one(
+                        &idt_name,
+                        flow::SIGN_OUT,
+                        &app.session_attrs,
+                    ));
+                }
+                let at_name = crate::access_token::cookie_name(app.cookie_name());
+                match &tokens {
+                    Some(t) => {
+                        let sealed = app.codec.sealer().seal(
+                            &at_name,
+                            &t.encode(&identity.user()),
+                            app.settings.session.lifetime,
+                        );
+                        let held = req.headers.get_all(COOKIE).iter();
+                        match cookie::set_split(
+                            &at_name,
+                            &sealed,
+                            &app.session_attrs,
+                            app.settings.session.lifetime,
+                            held.map(|v| v.as_bytes()),
+                        ) {
+                            Some(set) => {
+                                for c in set {
+                                    reply = reply.cookie(c);
+                                }
+                            }
+                            None => tracing::warn!(
+                                provider = id,
+                                "the access token is too large to keep for pass_access_token"
+                            ),
+                        }
+                    }
+                    None if app.token_flight.is_some() => {
+                        for c in cookie::clear_split(&at_name, &app.session_attrs) {
+                            reply = reply.cookie(c);
+                        }
+                    }
+                    None => {}
+                }
+                if let Some(token) = id_token {
+                    match app.id_token_cookie(id, &token) {
+                        Some(c) => reply = reply.cookie(c),
+                        None => tracing::warn!(
+                            provider = id,
+                            "the ID token is too large to keep for sign_out_at_provider; sign-out will end the Portcullis session only"
+                        ),
+                    }
+                }
                 ctx.identity = Some(identity);
                 reply
             }
@@ -1017,6 +1363,31 @@ fn store_unavailable(api: bool, retry: &str) -> Reply {
         )
     };
     reply.header(http::header::RETRY_AFTER, HeaderValue::from_static("5"))
+}
+
+/// A refused bearer token: 401 with `WWW-Authenticate: Bearer
+/// error="invalid_token"` (RFC 6750 §3.1); 503 when the issuer's keys are
+/// unavailable. Never the token itself.
+fn bearer_rejected(e: BearerError) -> Reply {
+    let description = e.description();
+    let (status, error) = match e {
+        BearerError::Unavailable => (503, "temporarily_unavailable"),
+        BearerError::NotJwt | BearerError::UnknownIssuer | BearerError::Invalid(_) => {
+            (401, "invalid_token")
+        }
+    };
+    let body = serde_json::json!({ "error": error, "error_description": description });
+    let mut reply = Reply::json(status, body.to_string());
+    if status == 401 {
+        let challenge =
+            format!("Bearer error=\"invalid_token\", error_description=\"{description}\"");
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            reply = reply.header(http::header::WWW_AUTHENTICATE, v);
+        }
+    } else {
+        reply = reply.header(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    reply
 }
 
 fn unauthenticated_json() -> Reply {

@@ -49,6 +49,8 @@ pub struct Reply {
     location: Option<String>,
     cookies: Vec<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// `Cache-Control`, default `no-store`.
+    cache_control: Option<&'static str>,
 }
 
 impl Reply {
@@ -85,6 +87,7 @@ impl Reply {
             location: None,
             cookies: Vec::new(),
             headers: Vec::new(),
+            cache_control: None,
         }
     }
 
@@ -94,6 +97,12 @@ impl Reply {
 
     pub fn cookie(mut self, set_cookie: String) -> Self {
         self.cookies.push(set_cookie);
+        self
+    }
+
+    /// A `Cache-Control` other than `no-store` (public, cacheable answers).
+    pub fn cache_control(mut self, value: &'static str) -> Self {
+        self.cache_control = Some(value);
         self
     }
 
@@ -145,7 +154,10 @@ impl Reply {
             h.push((http::header::CONTENT_TYPE, st(ct)));
         }
         h.push((http::header::CONTENT_LENGTH, HeaderValue::from(body.len())));
-        h.push((http::header::CACHE_CONTROL, st(cache)));
+        h.push((
+            http::header::CACHE_CONTROL,
+            st(self.cache_control.unwrap_or(cache)),
+        ));
         h.push((http::header::X_CONTENT_TYPE_OPTIONS, st("nosniff")));
         h.push((http::header::REFERRER_POLICY, st("no-referrer")));
         if let Some(csp) = csp.and_then(|c| HeaderValue::try_from(c).ok()) {

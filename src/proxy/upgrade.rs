@@ -45,14 +45,21 @@ const ALLOWED: [header::HeaderName; 11] = [
 fn handshake(app: &App, session: &Session, ctx: &Ctx) -> Result<RequestHeader> {
     let req = session.req_header();
     let target = judged_target(req, ctx);
-    handshake_for(
+    let mut up = handshake_for(
         app,
         req,
         target.as_bytes(),
         super::client_ip(session),
         ctx.identity.as_ref(),
         &ctx.request_id,
-    )
+    )?;
+    app.add_identity_extras(
+        &mut up,
+        ctx.identity.as_ref(),
+        ctx.session_expires_at,
+        ctx.access_token.as_ref(),
+    )?;
+    Ok(up)
 }
 
 /// [`handshake`] from plain inputs (the fast path's tunnel uses it too).

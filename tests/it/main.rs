@@ -3,6 +3,9 @@
 
 mod support;
 
+mod access_token;
+mod assertion;
+mod bearer;
 mod browser;
 mod cli;
 mod common;
@@ -21,6 +24,7 @@ mod oidc_peer_selftest;
 mod ops;
 mod pages;
 mod policy;
+mod provider_sign_out;
 mod proxying;
 mod redis_store;
 mod security;

@@ -10,7 +10,9 @@
 // CONFIG.json:
 //   {
 //     "clients":  [{ "client_id", "client_secret", "redirect_uris": [...],
-//                    "token_endpoint_auth_method" }],
+//                    "token_endpoint_auth_method",
+//                    "grant_types": [...],                 // optional
+//                    "post_logout_redirect_uris": [...] }], // optional (RP-initiated logout)
 //     "keys_file": "/path/jwks.json",   // private JWKS; created (fresh RS256 key) when missing,
 //                                       // reused when present: delete it to rotate the key
 //     "accounts": [{ "sub", "email", "email_verified", "name", "preferred_username",
@@ -22,8 +24,15 @@
 //                    "claims_only_in_userinfo": false // true: those claims in userinfo only,
 //                                                     //   never in the ID token
 //                  }],
-//     "conform_id_token_claims": true   // optional, oidc-provider's default (true): email and
+//     "conform_id_token_claims": true,  // optional, oidc-provider's default (true): email and
 //                                       // profile claims only from userinfo in the code flow
+//     "refresh_tokens": true,           // optional: refresh tokens for every client allowed the
+//                                       //   refresh_token grant (no offline_access needed)
+//     "access_token_ttl": 8,            // optional: access token lifetime, seconds
+//     "resource_server": {              // optional: one API (resource server) whose access
+//       "audience": "api://app",        //   tokens are RS256 JWTs with this `aud`, issued by
+//       "ttl": 300                      //   the client_credentials grant (clients with
+//     }                                 //   "grant_types": ["client_credentials"]) for `ttl` s
 //   }
 //
 // The built-in development login/consent pages (features.devInteractions) are on: the login
@@ -167,10 +176,39 @@ const clients = (config.clients ?? []).map((c) => ({
     ? { client_secret: c.client_secret }
     : {}),
   redirect_uris: c.redirect_uris,
+  ...(c.post_logout_redirect_uris ? { post_logout_redirect_uris: c.post_logout_redirect_uris } : {}),
   token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_basic',
+  // An API client (client credentials only) has no redirect and no response types.
+  ...(c.grant_types ? { grant_types: c.grant_types } : {}),
+  ...(c.grant_types && !c.grant_types.includes('authorization_code') ? { response_types: [] } : {}),
   // grant_types ['authorization_code'], response_types ['code'] and RS256 ID tokens are
   // oidc-provider's clientDefaults.
 }));
+
+// JWT access tokens for one resource server (docs/README.md "features.resourceIndicators"):
+// the client_credentials grant issues them for the resource server's audience by default.
+function resourceServerFeatures({ audience, ttl }) {
+  return {
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => audience,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (_ctx, resource) => {
+        if (resource !== audience) {
+          throw new Error(`unknown resource ${resource}`);
+        }
+        return {
+          scope: 'api',
+          audience,
+          accessTokenTTL: ttl ?? 300,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
+  };
+}
 
 // Listen first, so that port 0 is resolved before the issuer (which names the port) is set.
 const server = createServer();
@@ -193,12 +231,19 @@ server.listen(port, '127.0.0.1', () => {
     },
     features: {
       devInteractions: { enabled: true }, // the default; stated because the tests rely on it
+      ...(config.resource_server ? resourceServerFeatures(config.resource_server) : {}),
+      // RFC 7009 token revocation, for refresh tokens a test revokes.
+      ...(config.refresh_tokens ? { revocation: { enabled: true } } : {}),
     },
     // Static cookie signing keys (Keygrip), TEST ONLY: interaction/session cookies get a
     // `.sig` companion and a forged cookie is refused.
     cookies: {
       keys: ['oidc-peer-test-only-cookie-key-1'],
     },
+    ...(config.refresh_tokens
+      ? { issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token') }
+      : {}),
+    ...(config.access_token_ttl ? { ttl: { AccessToken: config.access_token_ttl } } : {}),
     ...(config.conform_id_token_claims === undefined
       ? {}
       : { conformIdTokenClaims: Boolean(config.conform_id_token_claims) }),

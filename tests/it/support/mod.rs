@@ -13,4 +13,5 @@ pub mod redis;
 pub mod served;
 pub mod tap;
 pub mod upstream;
+pub mod verifiers;
 pub mod webdriver;

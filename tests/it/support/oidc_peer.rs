@@ -138,6 +138,10 @@ pub struct PeerClient {
     /// `client_secret_basic` (oidc-provider's default), `client_secret_post`, or `none` (a
     /// public client, which oidc-provider requires to use PKCE).
     pub token_endpoint_auth_method: String,
+    /// Empty: oidc-provider's default (`authorization_code`).
+    pub grant_types: Vec<String>,
+    /// Where RP-initiated logout (`/session/end`) may return the browser.
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl PeerClient {
@@ -152,6 +156,21 @@ impl PeerClient {
             client_secret: client_secret.to_owned(),
             redirect_uris: redirect_uris.iter().map(|u| (*u).to_owned()).collect(),
             token_endpoint_auth_method: "client_secret_basic".to_owned(),
+            grant_types: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+        }
+    }
+
+    /// An API client: the `client_credentials` grant only (`client_secret_basic`), for the
+    /// access tokens of [`PeerOptions::resource_server`].
+    pub fn api(client_id: &str, client_secret: &str) -> PeerClient {
+        PeerClient {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            redirect_uris: Vec::new(),
+            token_endpoint_auth_method: "client_secret_basic".to_owned(),
+            grant_types: vec!["client_credentials".to_owned()],
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 
@@ -162,16 +181,25 @@ impl PeerClient {
             client_secret: String::new(),
             redirect_uris: redirect_uris.iter().map(|u| (*u).to_owned()).collect(),
             token_endpoint_auth_method: "none".to_owned(),
+            grant_types: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 
     fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "client_id": self.client_id,
             "client_secret": self.client_secret,
             "redirect_uris": self.redirect_uris,
             "token_endpoint_auth_method": self.token_endpoint_auth_method,
-        })
+        });
+        if !self.grant_types.is_empty() {
+            v["grant_types"] = json!(self.grant_types);
+        }
+        if !self.post_logout_redirect_uris.is_empty() {
+            v["post_logout_redirect_uris"] = json!(self.post_logout_redirect_uris);
+        }
+        v
     }
 }
 
@@ -268,6 +296,14 @@ pub struct PeerOptions {
     /// flow the ID token carries only `sub` and protocol claims, and the `email`/`profile`
     /// claims come from userinfo only. `Some(false)` puts them in the ID token too.
     pub conform_id_token_claims: Option<bool>,
+    /// One API whose access tokens are RS256 JWTs: `(audience, lifetime in seconds)`, issued
+    /// to [`PeerClient::api`] clients by the `client_credentials` grant
+    /// ([`OidcPeer::client_credentials`]).
+    pub resource_server: Option<(String, u64)>,
+    /// Refresh tokens for clients with the `refresh_token` grant.
+    pub refresh_tokens: bool,
+    /// Access-token lifetime in seconds (oidc-provider's default: 3600).
+    pub access_token_ttl: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,6 +356,15 @@ pub async fn start_with(options: PeerOptions) -> OidcPeer {
     if let Some(conform) = options.conform_id_token_claims {
         config["conform_id_token_claims"] = json!(conform);
     }
+    if options.refresh_tokens {
+        config["refresh_tokens"] = json!(true);
+    }
+    if let Some(ttl) = options.access_token_ttl {
+        config["access_token_ttl"] = json!(ttl);
+    }
+    if let Some((audience, ttl)) = &options.resource_server {
+        config["resource_server"] = json!({ "audience": audience, "ttl": ttl });
+    }
     fs::write(
         dir.path().join("config.json"),
         serde_json::to_vec_pretty(&config).expect("config JSON"),
@@ -337,6 +382,28 @@ pub async fn start_with(options: PeerOptions) -> OidcPeer {
 }
 
 impl OidcPeer {
+    /// An access token for the resource server from the `client_credentials` grant of the
+    /// API client `client_id`.
+    pub async fn client_credentials(&self, client_id: &str, client_secret: &str) -> String {
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .post(self.token_endpoint())
+            .basic_auth(client_id, Some(client_secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", "api")])
+            .send()
+            .await
+            .expect("token request");
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("token JSON");
+        assert_eq!(status, 200, "client_credentials: {body}\n{}", self.logs());
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
     /// `issuer` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
