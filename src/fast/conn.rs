@@ -3,7 +3,7 @@
 //!
 //! Defences kept from pingora-proxy, and where:
 //! - hop-by-hop headers and those named in `Connection` never go upstream
-//!   ([`strip_hop_by_hop`]) nor back to the client (`wire::write_response_head`);
+//!   ([`wire::strip_hop_by_hop`]) nor back to the client (`wire::write_response_head`);
 //! - request framing, Host, CONNECT, header limits: `wire::parse_request`;
 //! - bodies are decoded and re-framed by us (`send_body`), so the upstream
 //!   sees the boundaries the gate saw;
@@ -448,39 +448,6 @@ struct Exchange {
     started: std::time::Instant,
 }
 
-/// Removes hop-by-hop headers and every header the client's `Connection`
-/// names (RFC 9110 §7.6.1): they were for this hop only. `Host` and the
-/// identity are never removable this way (identity headers are set after).
-fn strip_hop_by_hop(req: &mut RequestHeader) {
-    let mut named: Vec<http::HeaderName> = Vec::new();
-    for value in req.headers.get_all(http::header::CONNECTION) {
-        for token in wire::connection_tokens(value.as_bytes()).flatten() {
-            if let Ok(name) = http::HeaderName::from_bytes(token) {
-                if name != http::header::HOST {
-                    named.push(name);
-                }
-            }
-        }
-    }
-    for name in named {
-        req.remove_header(&name);
-    }
-    for name in [
-        http::header::CONNECTION,
-        http::header::HeaderName::from_static("keep-alive"),
-        http::header::HeaderName::from_static("proxy-connection"),
-        http::header::TE,
-        http::header::TRAILER,
-        http::header::TRANSFER_ENCODING,
-        http::header::UPGRADE,
-        http::header::HeaderName::from_static("http2-settings"),
-        http::header::CONTENT_LENGTH,
-        http::header::EXPECT,
-    ] {
-        req.remove_header(&name);
-    }
-}
-
 /// Why forwarding failed.
 #[derive(Debug)]
 enum Failure {
@@ -506,7 +473,7 @@ async fn proxy(
     ex: Exchange,
     ctx: &mut Ctx,
 ) -> (u16, bool, Option<&'static str>, bool) {
-    strip_hop_by_hop(req);
+    wire::strip_hop_by_hop(req);
     if !req.headers.contains_key(http::header::HOST) {
         // HTTP/1.0 without Host: we speak HTTP/1.1 upstream, which needs
         // one; the app gets the site's own name.

@@ -545,6 +545,40 @@ pub fn named_by_connection<'a>(
     out
 }
 
+/// Removes hop-by-hop headers and every header the client's `Connection`
+/// names (RFC 9110 §7.6.1): they were for this hop only. `Host` and the
+/// identity are never removable this way (identity headers are set after).
+/// The body framing headers go too: `write_request_head` writes our own.
+pub fn strip_hop_by_hop(req: &mut RequestHeader) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in req.headers.get_all(http::header::CONNECTION) {
+        for token in connection_tokens(value.as_bytes()).flatten() {
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                if name != http::header::HOST {
+                    named.push(name);
+                }
+            }
+        }
+    }
+    for name in named {
+        req.remove_header(&name);
+    }
+    for name in [
+        http::header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        http::header::TE,
+        http::header::TRAILER,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        HeaderName::from_static("http2-settings"),
+        http::header::CONTENT_LENGTH,
+        http::header::EXPECT,
+    ] {
+        req.remove_header(&name);
+    }
+}
+
 /// Writes the request head for the upstream from the judged request:
 /// `METHOD target HTTP/1.1`, its fields (lower-case names), then our
 /// framing field.
