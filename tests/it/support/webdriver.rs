@@ -87,7 +87,9 @@ fn driver() -> &'static Driver {
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port();
-            let log = std::env::temp_dir().join(format!("portcullis-chromedriver-{port}.log"));
+            // Next to the screenshots, one file rewritten by each run (its
+            // verbose log is tens of MB: never left to pile up in /tmp).
+            let log = screenshot_dir().join("chromedriver.log");
             let mut command = Command::new(CHROMEDRIVER);
             command
                 .arg(format!("--port={port}"))
