@@ -39,8 +39,13 @@ pub enum Verdict {
     /// A valid session the `[access]` rules allow: forwarded with its
     /// identity; the session ends at the given unix second.
     Forward(Identity, u64),
-    /// A valid session the rules do not allow: the 403 page.
+    /// A valid session the rules do not allow: the 403 page (403 JSON for
+    /// an API request).
     Forbidden(Identity, Denial),
+    /// A valid bearer token whose user the rules do not allow: 403 JSON
+    /// with `WWW-Authenticate: Bearer error="insufficient_scope"` (an API
+    /// client has no use for a page offering a browser sign-in).
+    BearerForbidden(Identity),
     /// No valid session: 401 JSON for an API request, else a redirect to
     /// the sign-in page.
     SignIn { api: bool },
@@ -253,7 +258,7 @@ impl App {
                             strip_authorization = !user.pass_authorization;
                             match Denial::of(&rule, rule.judge(&user.identity)) {
                                 None => Verdict::Forward(user.identity, user.expires_at),
-                                Some(denial) => Verdict::Forbidden(user.identity, denial),
+                                Some(_) => Verdict::BearerForbidden(user.identity),
                             }
                         }
                     },
@@ -562,6 +567,7 @@ api_paths = ["^/api/"]
             Verdict::Forward(id, _) => format!("forward {}", id.user()),
             Verdict::Forbidden(_, Denial::Lists) => "forbidden".into(),
             Verdict::Forbidden(_, Denial::Providers(p)) => format!("forbidden providers={p:?}"),
+            Verdict::BearerForbidden(id) => format!("bearer forbidden {}", id.user()),
             Verdict::SignIn { api } => format!("sign_in api={api}"),
             Verdict::StoreUnavailable { api } => format!("unavailable api={api}"),
             Verdict::BearerRejected(e) => format!("bearer rejected: {e}"),

@@ -344,6 +344,9 @@ impl App {
                 "403: not allowed; the page offers to sign in with {}",
                 p.join(", ")
             ),
+            Verdict::BearerForbidden(_) => {
+                "403 JSON: a bearer token whose user is not allowed here".to_owned()
+            }
             Verdict::SignIn { api: false } => {
                 "no session: a browser is sent to /oauth2/sign_in".to_owned()
             }

@@ -881,10 +881,18 @@ impl App {
                 ctx.outcome = "bearer_rejected";
                 bearer_rejected(e)
             }
+            Verdict::Forbidden(_, _) if decide::is_api(self, req) => {
+                ctx.outcome = "forbidden";
+                forbidden_json(None)
+            }
             Verdict::Forbidden(id, denial) => {
                 ctx.outcome = "forbidden";
                 let rd = judged_target(req, ctx).into_owned();
                 forbidden(self, &id, &rd, &denial)
+            }
+            Verdict::BearerForbidden(_) => {
+                ctx.outcome = "forbidden";
+                forbidden_json(Some("Bearer error=\"insufficient_scope\""))
             }
             Verdict::SignIn { api } => {
                 if api {
@@ -1388,6 +1396,20 @@ fn bearer_rejected(e: BearerError) -> Reply {
         reply = reply.header(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
     reply
+}
+
+/// 403 for an API client: JSON, and for a bearer token the RFC 6750 §3.1
+/// challenge (the token is valid; its user is not allowed here).
+fn forbidden_json(challenge: Option<&'static str>) -> Reply {
+    let reply = Reply::json(
+        403,
+        r#"{"error":"forbidden","error_description":"the access rules do not allow this user here"}"#
+            .to_owned(),
+    );
+    match challenge {
+        Some(c) => reply.header(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(c)),
+        None => reply,
+    }
 }
 
 fn unauthenticated_json() -> Reply {

@@ -155,6 +155,18 @@ async fn bearer_tokens_from_the_peer_accepted_forgeries_refused() {
     // Access rules apply to bearer users: a route for someone else.
     let resp = get(&proxy, "/admin/panel", &token).await;
     assert_eq!(resp.status(), 403);
+    // An API client's answer: JSON and RFC 6750's challenge, not the
+    // browser page offering a sign-in.
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Bearer error=\"insufficient_scope\""
+    );
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let body: Value = resp.json().await.expect("a JSON 403");
+    assert_eq!(body["error"], "forbidden");
     assert_eq!(w.up.hits(), before + 1);
 
     // Forgeries, each signed (where signed) with the peer's own key.

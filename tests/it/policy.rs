@@ -376,6 +376,19 @@ async fn routes_providers_host_public_and_the_sign_in_itself() {
     let html = resp.text().await.unwrap();
     assert!(!html.contains("/oauth2/start/"), "{html}");
     assert!(html.contains("this account does not have access"), "{html}");
+    // The same refusal for a script of the page (fetch): JSON, not a page.
+    let req = alice
+        .request(Method::GET, &w.proxy.url("/admin/x"))
+        .header("accept", "application/json")
+        .header("sec-fetch-mode", "cors");
+    let resp = alice.send(req).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let body: serde_json::Value = resp.json().await.expect("a JSON 403");
+    assert_eq!(body["error"], "forbidden");
 
     // The host route (any port): kc sessions with the ops role only.
     let intranet = format!("intranet.localhost:{}", w.proxy.port);
