@@ -1,6 +1,7 @@
 //! Identity providers: a small trait, the errors they end in, and the
 //! construction of every configured provider.
 
+mod bearer_cache;
 mod facebook;
 pub mod groups;
 pub mod id_token;
@@ -247,7 +248,7 @@ pub struct Finished {
 }
 
 /// An API client authenticated by a bearer token.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BearerUser {
     pub identity: Identity,
     /// The token's `exp` (unix seconds).
@@ -262,6 +263,8 @@ pub struct Providers {
     by_id: HashMap<String, usize>,
     /// Indexes of the providers with `accept_bearer_tokens`.
     bearer: Vec<usize>,
+    /// This set's key in the per-thread cache of verified bearer tokens.
+    generation: u64,
 }
 
 impl Providers {
@@ -272,7 +275,22 @@ impl Providers {
 
     /// Verifies a bearer token with the keys of the provider (with
     /// `accept_bearer_tokens`) whose issuer it names.
+    /// A token verified on this thread within the last minute (and not
+    /// expired) is taken from a cache ([`bearer_cache`]).
     pub async fn verify_bearer(&self, token: &str) -> Result<BearerUser, id_token::BearerError> {
+        let now = crate::session::unix_now();
+        if let Some(user) = bearer_cache::get(self.generation, token, now) {
+            return Ok(user);
+        }
+        let user = self.verify_bearer_uncached(token).await?;
+        bearer_cache::put(self.generation, token, &user, now);
+        Ok(user)
+    }
+
+    async fn verify_bearer_uncached(
+        &self,
+        token: &str,
+    ) -> Result<BearerUser, id_token::BearerError> {
         if !id_token::looks_like_jwt(token) {
             return Err(id_token::BearerError::NotJwt);
         }
@@ -324,6 +342,7 @@ impl Providers {
             list,
             by_id,
             bearer,
+            generation: bearer_cache::next_generation(),
         })
     }
 
