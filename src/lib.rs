@@ -20,4 +20,5 @@ pub mod request_id;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod tls;
 pub mod traces;

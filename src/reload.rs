@@ -110,6 +110,8 @@ fn store_identity(s: &Settings) -> Option<(String, String)> {
 pub struct Reloader {
     pub path: PathBuf,
     pub current: Arc<Current>,
+    /// The TLS listener's certificate, re-read on every SIGHUP.
+    pub tls: Option<Arc<crate::tls::ReloadableCert>>,
 }
 
 #[async_trait]
@@ -142,6 +144,17 @@ impl Reloader {
     /// One reload: refused (and counted) or switched to.
     pub async fn reload(&self, shutdown: &ShutdownWatch) {
         let metrics = crate::metrics::global();
+        // The certificate first, whatever the configuration file says: a
+        // renewal hook sends SIGHUP after writing new files.
+        if let Some(cert) = &self.tls {
+            match cert.reload() {
+                Ok(true) => tracing::info!("TLS certificate reloaded: new connections get it"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(
+                    "TLS certificate reload refused: {e}; the running certificate stays"
+                ),
+            }
+        }
         tracing::info!(config = %self.path.display(), "SIGHUP: reloading the configuration");
         let settings = match config::load(&self.path, &config::ProcessEnv) {
             Ok(s) => s,

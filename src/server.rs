@@ -103,11 +103,14 @@ pub fn run(
     server.bootstrap();
 
     let listen = settings.server.listen;
-    let tls = settings
-        .server
-        .tls
-        .as_ref()
-        .map(|t| (t.cert.display().to_string(), t.key.display().to_string()));
+    // The certificate is read here (a bad pair stops the start with its
+    // reason) and again on every SIGHUP.
+    let tls = match settings.server.tls.as_ref() {
+        Some(t) => Some(Arc::new(
+            crate::tls::ReloadableCert::load(&t.cert, &t.key).map_err(StartError::Tls)?,
+        )),
+        None => None,
+    };
     let names: Vec<String> = settings.providers.iter().map(|p| p.id.clone()).collect();
     let session_store = if store.redis().is_some() {
         "redis"
@@ -168,10 +171,14 @@ pub fn run(
         // added a copy).
         let mut endpoint =
             ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings::default().read(0));
-        if let Some((cert, key)) = tls {
-            let tls = TlsSettings::intermediate(&cert, &key)
-                .map_err(|e| StartError::Tls(e.to_string()))?;
-            endpoint = endpoint.tls(tls);
+        if let Some(cert) = &tls {
+            // No paths: the resolver hands out the current certificate.
+            let mut settings =
+                TlsSettings::intermediate("", "").map_err(|e| StartError::Tls(e.to_string()))?;
+            settings.set_cert_resolver(cert.clone());
+            // HTTP/2 through ALPN, HTTP/1.1 for clients that offer only it.
+            settings.enable_h2();
+            endpoint = endpoint.tls(settings);
         }
         service.add_listener(endpoint);
         let proxy = server.add_service(service);
@@ -183,7 +190,11 @@ pub fn run(
     if let Some(path) = config_path {
         server.add_service(background_service(
             "reload",
-            crate::reload::Reloader { path, current: app },
+            crate::reload::Reloader {
+                path,
+                current: app,
+                tls: tls.clone(),
+            },
         ));
     }
     tracing::info!(

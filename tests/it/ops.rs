@@ -274,7 +274,7 @@ async fn metrics_histograms_count_requests_and_provider_steps() {
 }
 
 /// Sends SIGHUP to the proxy.
-fn sighup(proxy: &harness::Portcullis) {
+pub(crate) fn sighup(proxy: &harness::Portcullis) {
     // SAFETY: kill(2) with our own child's pid and a plain signal number.
     unsafe {
         libc::kill(proxy.pid() as i32, libc::SIGHUP);

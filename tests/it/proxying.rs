@@ -208,6 +208,122 @@ async fn tls_termination_serves_https_with_secure_cookies() {
     assert!(harness::client().get(p.url("/")).send().await.is_err());
 }
 
+/// A client of the TLS listener that trusts `pem` only (a fresh
+/// connection pool each time); `http1_only`: it offers no HTTP/2.
+fn https_client(pem: &[u8], http1_only: bool) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(30));
+    if http1_only {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
+}
+
+/// The TLS listener as a front server (issue 17): HTTP/2 through ALPN for
+/// the whole sign-in and the proxied request (the app still gets the
+/// identity), HTTP/1.1 for clients that offer only it, and a renewed
+/// certificate taken on SIGHUP by new connections, without a restart.
+#[tokio::test]
+async fn tls_listener_speaks_http2_and_takes_a_renewed_certificate_on_sighup() {
+    const FIRST: &[u8] = include_bytes!("../data/tls-test.crt");
+    const RENEWED: &[u8] = include_bytes!("../data/tls-test-2.crt");
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("site.crt"), dir.path().join("site.key"));
+    std::fs::copy(format!("{data}/tls-test.crt"), &cert).unwrap();
+    std::fs::copy(format!("{data}/tls-test.key"), &key).unwrap();
+    let w = World::start("").await;
+    let p = harness::start(|port| {
+        harness::google_config(port, &w.upstream.base_url, &w.google, &w.secret, "").replace(
+            &format!("public_url = \"http://127.0.0.1:{port}\""),
+            &format!(
+                "public_url = \"https://127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+                cert.display(),
+                key.display()
+            ),
+        )
+    })
+    .await;
+    let https = |path: &str| p.url(path).replacen("http://", "https://", 1);
+
+    // Registered like a real site's https callback (Google allows plain
+    // http on loopback only by default).
+    w.google
+        .register_redirect_uri(&https("/oauth2/callback/google"));
+    // The whole sign-in over HTTP/2.
+    let mut b = Browser::with_client(https_client(FIRST, false));
+    let resp = b.get(&https("/oauth2/sign_in")).await;
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = b.get(&https("/oauth2/start/google?rd=%2Fh2%2Fpage")).await;
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let resp = b.get(&crate::common::location(&resp)).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "the provider approves");
+    let callback = crate::common::location(&resp);
+    assert!(
+        callback.starts_with(&https("/oauth2/callback/google")),
+        "{callback}"
+    );
+    let resp = b.get(&callback).await;
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::FOUND, "{}", p.logs());
+    assert_eq!(crate::common::location(&resp), "/h2/page");
+    let resp = b.get(&https("/h2/page")).await;
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echo = json(resp).await;
+    assert_eq!(
+        upstream_header(&echo, "x-user").as_deref(),
+        Some("google:110169484474386276334")
+    );
+    assert_eq!(
+        upstream_header(&echo, "x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    // A client without HTTP/2 gets HTTP/1.1 on the same port.
+    let resp = https_client(FIRST, true)
+        .get(https("/oauth2/sign_in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // The renewed pair is not served before SIGHUP...
+    let renewed_only = || {
+        https_client(RENEWED, true)
+            .get(https("/oauth2/sign_in"))
+            .send()
+    };
+    assert!(
+        renewed_only().await.is_err(),
+        "renewed certificate served early"
+    );
+    std::fs::copy(format!("{data}/tls-test-2.crt"), &cert).unwrap();
+    std::fs::copy(format!("{data}/tls-test-2.key"), &key).unwrap();
+    assert!(renewed_only().await.is_err(), "files alone change nothing");
+    // ...and is, to every new connection, after it.
+    crate::ops::sighup(&p);
+    p.wait_for_log("TLS certificate reloaded").await;
+    let resp = renewed_only().await.expect("the renewed certificate");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let old = https_client(FIRST, true)
+        .get(https("/oauth2/sign_in"))
+        .send()
+        .await;
+    assert!(old.is_err(), "the old certificate is still served");
+    // A broken renewal is refused; the running certificate stays.
+    std::fs::write(&key, "not a key").unwrap();
+    crate::ops::sighup(&p);
+    p.wait_for_log("TLS certificate reload refused").await;
+    assert_eq!(renewed_only().await.unwrap().status(), StatusCode::OK);
+    assert!(!p.logs().contains("BEGIN"), "key material in the log");
+}
+
 #[tokio::test]
 async fn access_log_lines_name_the_user_in_text_and_in_json() {
     let w = World::start("").await;

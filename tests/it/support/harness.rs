@@ -370,6 +370,16 @@ impl Default for Browser {
 }
 
 impl Browser {
+    /// A browser on `client` (e.g. one that trusts a test certificate);
+    /// the client should not follow redirects.
+    pub fn with_client(client: reqwest::Client) -> Browser {
+        Browser {
+            client,
+            jar: Vec::new(),
+            hops: Vec::new(),
+        }
+    }
+
     pub fn new() -> Browser {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(BROWSER_ACCEPT));
