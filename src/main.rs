@@ -45,6 +45,10 @@ fn main() -> ExitCode {
                             .collect::<Vec<_>>()
                             .join(", ")
                     );
+                    // Valid but risky: said, never fatal.
+                    for w in config::warnings(&s) {
+                        println!("warning: {w}");
+                    }
                     if args.explain {
                         return explain(s, &args);
                     }
@@ -76,6 +80,9 @@ fn main() -> ExitCode {
                 }
             };
             let _logs = portcullis::telemetry::init();
+            for w in config::warnings(&settings) {
+                tracing::warn!(key = %w.key, "{}", w.message);
+            }
             if let Some(endpoint) = &settings.telemetry.otlp_endpoint {
                 if let Err(e) = portcullis::traces::init(endpoint) {
                     eprintln!("portcullis: {e}");

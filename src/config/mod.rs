@@ -4,6 +4,7 @@
 mod access;
 mod reader;
 mod validate;
+mod warnings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use crate::session::seal::SessionKey;
 
 pub use access::{Allow, Cidr, GroupMatch, Route, ALLOW_KEYS};
 pub use reader::{parse_duration, Env, Issue, ProcessEnv};
+pub use warnings::{warnings, Warning};
 
 /// Where the config is read from when no `--config` is given and
 /// `$PORTCULLIS_CONFIG` is unset.

@@ -173,6 +173,48 @@ fn bad_config_lists_every_problem_with_its_key() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/portcullis.toml"));
 }
 
+/// Valid but risky settings: `check` still succeeds and names each one by
+/// its key; a careful configuration gets no warning.
+#[test]
+fn check_warns_about_risky_settings_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let risky = |public_url: &str, access: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:4180\"\npublic_url = \"{public_url}\"\n\n[upstream]\nurl = \"http://127.0.0.1:8080\"\n\n[session]\nsecret = \"{SECRET}\"\n\n[providers.google]\nclient_id = \"id\"\nclient_secret = \"s\"\n\n[access]\n{access}\n"
+        )
+    };
+    let path = dir.path().join("risky.toml");
+    std::fs::write(
+        &path,
+        risky("http://app.example.com", "skip_auth = [\"/public\"]"),
+    )
+    .unwrap();
+    let out = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "warnings are not errors");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for key in ["server.public_url", "access.skip_auth[0]", "access"] {
+        assert!(
+            stdout.contains(&format!("warning: {key}: ")),
+            "{key} not warned about:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains(SECRET));
+
+    let path = dir.path().join("careful.toml");
+    std::fs::write(
+        &path,
+        risky(
+            "https://app.example.com",
+            "allowed_email_domains = [\"example.com\"]\nskip_auth = [\"^/public/\"]",
+        ),
+    )
+    .unwrap();
+    let out = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("warning"), "{stdout}");
+}
+
 /// `check --explain` prints the rule table; with a user and a request it says which rule
 /// applies and why, with the gate's own verdict. Secrets never appear.
 #[test]
