@@ -5,6 +5,8 @@
 //!
 //!     bench_logins PATH_TO_PORTCULLIS [SECONDS] [CONCURRENCY]
 
+#[path = "../tests/it/support/hits.rs"]
+mod hits;
 #[path = "../tests/it/support/mock_google.rs"]
 mod mock_google;
 #[path = "../tests/it/support/served.rs"]

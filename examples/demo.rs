@@ -9,6 +9,8 @@
 //!
 //! Then open the printed URL. `PORTCULLIS_DEMO_PORT` picks another port than 4180.
 
+#[path = "../tests/it/support/hits.rs"]
+mod hits;
 #[path = "../tests/it/support/mock_facebook.rs"]
 mod mock_facebook;
 #[path = "../tests/it/support/mock_google.rs"]

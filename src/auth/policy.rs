@@ -6,41 +6,7 @@
 use http::Method;
 
 use crate::config::{Access, Allow, GroupMatch, Route};
-use crate::identity::Identity;
-
-/// Splits an address into (local part, domain), strictly: exactly one `@`,
-/// no quotes, whitespace or control characters, a non-empty local part and a
-/// domain made of non-empty DNS labels (no trailing dot). Anything else is
-/// not an address we will match on (`a@evil.com@example.com`,
-/// `"a@evil.com"@example.com`, `a@example.com.`).
-pub fn split_email(email: &str) -> Option<(&str, &str)> {
-    let (local, domain) = email.split_once('@')?;
-    if local.is_empty() || domain.contains('@') || local.len() > 64 || domain.len() > 253 {
-        return None;
-    }
-    let bad = |c: char| {
-        c.is_whitespace()
-            || c.is_control()
-            || matches!(
-                c,
-                '"' | '\\' | '(' | ')' | ',' | ';' | ':' | '<' | '>' | '[' | ']'
-            )
-    };
-    if local.chars().any(bad) {
-        return None;
-    }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    if !domain.split('.').all(label_ok) || !domain.contains('.') {
-        return None;
-    }
-    Some((local, domain))
-}
+use crate::identity::{split_email, Identity};
 
 /// What a rule needs to know about a request.
 #[derive(Debug, Clone, Copy)]

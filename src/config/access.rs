@@ -239,7 +239,7 @@ fn allow_lists(r: &mut Reader, s: &mut Section, providers: &[&str]) -> Allow {
         .enumerate()
     {
         let e = e.trim().to_ascii_lowercase();
-        if crate::auth::policy::split_email(&e).is_some() {
+        if crate::identity::split_email(&e).is_some() {
             allow.allowed_emails.push(e);
         } else {
             r.issue(format!("{em_key}[{i}]"), "is not an email address");

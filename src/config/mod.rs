@@ -408,6 +408,17 @@ pub struct Bearer {
     pub pass_authorization_header: bool,
 }
 
+/// Lower-cases and maps `_` to `-`: the form under which WSGI, PHP and
+/// others treat `X_User` and `x-user` as the same header.
+pub fn normalize_header_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            b => b.to_ascii_lowercase() as char,
+        })
+        .collect()
+}
+
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path, env: &dyn Env) -> Result<Settings, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -846,8 +846,7 @@ fn headers(r: &mut Reader, s: &mut Section) -> Option<HeaderNames> {
     let all = names.all();
     for (i, a) in all.iter().enumerate() {
         for b in &all[i + 1..] {
-            if crate::proxy::headers::normalize(a.as_str())
-                == crate::proxy::headers::normalize(b.as_str())
+            if super::normalize_header_name(a.as_str()) == super::normalize_header_name(b.as_str())
             {
                 r.issue(s.path(), format!("header name {a} is used twice"));
                 return None;

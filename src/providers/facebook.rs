@@ -21,6 +21,7 @@ use sha2::Sha256;
 use url::Url;
 
 use super::transport::{self, TokenClient, MAX_RESPONSE};
+use super::ProviderInfo;
 use super::{clean_text, clean_whole, CallbackParams, Provider, ProviderError};
 use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config;
@@ -35,8 +36,7 @@ type Client = super::OAuth2Client<BasicTokenResponse>;
 const ME_FIELDS: &str = "id,name,email,picture";
 
 pub struct FacebookProvider {
-    id: String,
-    display_name: String,
+    info: ProviderInfo,
     client_secret: ClientSecret,
     scopes: Vec<Scope>,
     userinfo: Url,
@@ -92,8 +92,7 @@ impl FacebookProvider {
             .set_redirect_uri(RedirectUrl::from_url(redirect))
             .set_auth_type(AuthType::RequestBody);
         FacebookProvider {
-            id: p.id.clone(),
-            display_name: p.display_name.clone(),
+            info: ProviderInfo::new(p, Logo::Facebook),
             client_secret: p.client_secret.clone(),
             scopes: p.scopes.iter().map(|s| Scope::new(s.clone())).collect(),
             userinfo: fb.userinfo_url.clone(),
@@ -117,7 +116,7 @@ impl FacebookProvider {
             None => (None, None, "-", "-", false),
         };
         tracing::warn!(
-            provider = %self.id,
+            provider = %self.info.id,
             call = what,
             http_status = status,
             fb_code = code.unwrap_or(0),
@@ -152,16 +151,8 @@ impl FacebookProvider {
 
 #[async_trait]
 impl Provider for FacebookProvider {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn display_name(&self) -> &str {
-        &self.display_name
-    }
-
-    fn logo(&self) -> Logo {
-        Logo::Facebook
+    fn info(&self) -> &ProviderInfo {
+        &self.info
     }
 
     async fn start(&self, login: &mut LoginState) -> Result<Url, ProviderError> {
@@ -184,7 +175,7 @@ impl Provider for FacebookProvider {
         if let Some(error) = params.get("error") {
             let code = super::error_code(error);
             let reason = params.get("error_reason").map(super::error_code);
-            tracing::info!(provider = %self.id, error = %code, reason = reason.as_deref().unwrap_or("-"), "Facebook callback error");
+            tracing::info!(provider = %self.info.id, error = %code, reason = reason.as_deref().unwrap_or("-"), "Facebook callback error");
             return Err(if code == "access_denied" {
                 ProviderError::Denied { code }
             } else {
@@ -203,7 +194,7 @@ impl Provider for FacebookProvider {
             .oauth2
             .exchange_code(AuthorizationCode::new(code.to_owned()));
         let token = time_provider(
-            &self.id,
+            &self.info.id,
             Step::Token,
             exchange.request_async(&TokenClient(&self.http)),
         )
@@ -222,7 +213,7 @@ impl Provider for FacebookProvider {
                 &appsecret_proof(self.client_secret.secret(), access),
             );
         let resp = time_provider(
-            &self.id,
+            &self.info.id,
             Step::Userinfo,
             self.http.get(url.as_str()).bearer_auth(access).send(),
         )
@@ -263,7 +254,7 @@ impl Provider for FacebookProvider {
             });
         }
         Ok(Identity {
-            provider: self.id.clone(),
+            provider: self.info.id.clone(),
             subject: me.id,
             // Facebook returns only confirmed addresses ("email" on the User
             // node), and none for phone-only accounts or a declined permission.

@@ -169,13 +169,39 @@ impl ProviderError {
     }
 }
 
+/// What every provider shows of itself: its id, name and button logo.
+#[derive(Debug, Clone)]
+pub struct ProviderInfo {
+    /// The table name: the id in URLs and in `X-User`.
+    pub id: String,
+    pub display_name: String,
+    pub logo: Logo,
+}
+
+impl ProviderInfo {
+    pub fn new(p: &crate::config::Provider, logo: Logo) -> ProviderInfo {
+        ProviderInfo {
+            id: p.id.clone(),
+            display_name: p.display_name.clone(),
+            logo,
+        }
+    }
+}
+
 /// One configured sign-in provider.
 #[async_trait]
 pub trait Provider: Send + Sync {
+    fn info(&self) -> &ProviderInfo;
     /// The table name: the id in URLs and in `X-User`.
-    fn id(&self) -> &str;
-    fn display_name(&self) -> &str;
-    fn logo(&self) -> Logo;
+    fn id(&self) -> &str {
+        &self.info().id
+    }
+    fn display_name(&self) -> &str {
+        &self.info().display_name
+    }
+    fn logo(&self) -> Logo {
+        self.info().logo
+    }
     /// Fetches what the provider needs before its first sign-in (discovery,
     /// keys). Called at start-up, with retries, off the request path.
     async fn warm_up(&self) -> Result<(), ProviderError> {

@@ -27,6 +27,7 @@ use tokio::sync::{Mutex, RwLock};
 use super::groups::{self, Lookup};
 use super::id_token::{self, BearerError, BearerExpected, Expected, IdTokenError};
 use super::transport::{self, TokenClient, MAX_DOCUMENT, MAX_RESPONSE};
+use super::ProviderInfo;
 use super::{
     clean_text, clean_whole, AccessTokens, BearerUser, CallbackParams, Finished, NotAccepted,
     Provider, ProviderError,
@@ -132,8 +133,7 @@ struct Keys {
 }
 
 pub struct OidcProvider {
-    id: String,
-    display_name: String,
+    info: ProviderInfo,
     google: bool,
     issuer: String,
     /// `iss` values accepted in ID tokens and on the callback (RFC 9207).
@@ -203,8 +203,7 @@ impl OidcProvider {
         }
         accepted_issuers.dedup();
         OidcProvider {
-            id: p.id.clone(),
-            display_name: p.display_name.clone(),
+            info: ProviderInfo::new(p, if google { Logo::Google } else { Logo::OpenId }),
             google,
             issuer: issuer.to_owned(),
             accepted_issuers,
@@ -318,7 +317,7 @@ impl OidcProvider {
             Lookup::Found { groups, ignored } => {
                 if ignored > 0 && !self.groups_warned.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
-                        provider = %self.id,
+                        provider = %self.info.id,
                         claim = %path.join("."),
                         ignored,
                         "groups_claim holds values that are not strings (or are longer than {} bytes); they are ignored (warned once)",
@@ -386,7 +385,7 @@ impl OidcProvider {
             && !self.end_session_warned.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
-                provider = %self.id,
+                provider = %self.info.id,
                 "sign_out_at_provider: the provider's discovery names no end_session_endpoint; sign-out ends the Portcullis session only (warned once)"
             );
         }
@@ -402,7 +401,7 @@ impl OidcProvider {
             keys_refetched: None,
         });
         *self.cache.write().await = Some(d.clone());
-        tracing::info!(provider = %self.id, issuer = %self.issuer, "discovered OpenID provider");
+        tracing::info!(provider = %self.info.id, issuer = %self.issuer, "discovered OpenID provider");
         Ok(d)
     }
 
@@ -420,9 +419,13 @@ impl OidcProvider {
     async fn fetch_metadata(&self) -> Result<Metadata, ProviderError> {
         let base = self.issuer.trim_end_matches('/');
         let url = format!("{base}/.well-known/openid-configuration");
-        let body = time_provider(&self.id, Step::Discovery, self.get_json(&url, "discovery"))
-            .await?
-            .0;
+        let body = time_provider(
+            &self.info.id,
+            Step::Discovery,
+            self.get_json(&url, "discovery"),
+        )
+        .await?
+        .0;
         let metadata: Metadata =
             serde_json::from_slice(&body).map_err(|e| ProviderError::Protocol {
                 reason: format!(
@@ -445,7 +448,7 @@ impl OidcProvider {
     /// The signing keys, with their freshness from Cache-Control.
     async fn fetch_keys(&self, jwks_uri: &url::Url) -> Result<Keys, ProviderError> {
         let (body, max_age) = time_provider(
-            &self.id,
+            &self.info.id,
             Step::Jwks,
             self.get_json(jwks_uri.as_str(), "signing keys"),
         )
@@ -532,7 +535,7 @@ impl OidcProvider {
                 fresh
             }
             Err(e) => {
-                tracing::warn!(provider = %self.id, error = %e, "signing keys are stale and could not be refreshed");
+                tracing::warn!(provider = %self.info.id, error = %e, "signing keys are stale and could not be refreshed");
                 current
             }
         }
@@ -557,11 +560,11 @@ impl OidcProvider {
             Ok(keys) => {
                 let d = Arc::new(current.with_keys(keys, Some(Instant::now())));
                 *self.cache.write().await = Some(d.clone());
-                tracing::info!(provider = %self.id, "refetched signing keys for an unknown key id");
+                tracing::info!(provider = %self.info.id, "refetched signing keys for an unknown key id");
                 Some(d)
             }
             Err(e) => {
-                tracing::warn!(provider = %self.id, error = %e, "signing key refetch failed");
+                tracing::warn!(provider = %self.info.id, error = %e, "signing key refetch failed");
                 // Do not retry on every forged token either.
                 let same = Keys {
                     set: current.keys.clone(),
@@ -613,7 +616,7 @@ impl OidcProvider {
             return Ok(None);
         };
         let (body, _) = time_provider(
-            &self.id,
+            &self.info.id,
             Step::Userinfo,
             self.get_json_as(url.as_str(), "userinfo", Some(access_token), MAX_RESPONSE),
         )
@@ -635,7 +638,7 @@ impl OidcProvider {
         let p = claims.profile;
         let verified = p.email_verified.as_ref().is_some_and(|f| f.is_true());
         Identity {
-            provider: self.id.clone(),
+            provider: self.info.id.clone(),
             subject: claims.sub,
             email: if verified {
                 clean_whole(p.email.as_deref(), MAX_EMAIL_LEN)
@@ -670,20 +673,8 @@ fn max_age(value: &str) -> Option<Duration> {
 
 #[async_trait]
 impl Provider for OidcProvider {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn display_name(&self) -> &str {
-        &self.display_name
-    }
-
-    fn logo(&self) -> Logo {
-        if self.google {
-            Logo::Google
-        } else {
-            Logo::OpenId
-        }
+    fn info(&self) -> &ProviderInfo {
+        &self.info
     }
 
     async fn warm_up(&self) -> Result<(), ProviderError> {
@@ -754,7 +745,7 @@ impl Provider for OidcProvider {
             req = req.set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()));
         }
         let token = time_provider(
-            &self.id,
+            &self.info.id,
             Step::Token,
             req.request_async(&TokenClient(&self.http)),
         )

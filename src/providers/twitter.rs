@@ -25,6 +25,7 @@ use url::Url;
 
 use super::oauth1::{self, Credentials};
 use super::transport::{self, TokenClient, MAX_RESPONSE};
+use super::ProviderInfo;
 use super::{clean_text, clean_whole, CallbackParams, Provider, ProviderError};
 use super::{MAX_EMAIL_LEN, MAX_URL_LEN};
 use crate::config::{self, XProtocol};
@@ -39,8 +40,7 @@ type Client = super::OAuth2Client<BasicTokenResponse>;
 const EMAIL_SCOPE: &str = "users.email";
 
 pub struct TwitterProvider {
-    id: String,
-    display_name: String,
+    info: ProviderInfo,
     protocol: XProtocol,
     client_id: String,
     client_secret: ClientSecret,
@@ -73,8 +73,7 @@ impl TwitterProvider {
             .set_redirect_uri(RedirectUrl::from_url(redirect.clone()))
             .set_auth_type(AuthType::BasicAuth);
         TwitterProvider {
-            id: p.id.clone(),
-            display_name: p.display_name.clone(),
+            info: ProviderInfo::new(p, Logo::X),
             protocol: x.protocol,
             client_id: p.client_id.clone(),
             client_secret: p.client_secret.clone(),
@@ -128,7 +127,7 @@ impl TwitterProvider {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()));
         let token = time_provider(
-            &self.id,
+            &self.info.id,
             Step::Token,
             exchange.request_async(&TokenClient(&self.http)),
         )
@@ -143,7 +142,7 @@ impl TwitterProvider {
         };
         url.query_pairs_mut().append_pair("user.fields", fields);
         let resp = time_provider(
-            &self.id,
+            &self.info.id,
             Step::Userinfo,
             self.http
                 .get(url.as_str())
@@ -346,7 +345,7 @@ impl TwitterProvider {
             });
         }
         Ok(Identity {
-            provider: self.id.clone(),
+            provider: self.info.id.clone(),
             subject: id,
             email: clean_whole(email.as_deref(), MAX_EMAIL_LEN),
             name: clean_text(name.as_deref()),
@@ -359,16 +358,8 @@ impl TwitterProvider {
 
 #[async_trait]
 impl Provider for TwitterProvider {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn display_name(&self) -> &str {
-        &self.display_name
-    }
-
-    fn logo(&self) -> Logo {
-        Logo::X
+    fn info(&self) -> &ProviderInfo {
+        &self.info
     }
 
     async fn start(&self, login: &mut LoginState) -> Result<Url, ProviderError> {

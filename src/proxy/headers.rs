@@ -1,23 +1,13 @@
 //! Identity headers: remove every client-supplied copy (any case, `_` for
 //! `-`), then add the signed-in identity.
 
+use crate::config::normalize_header_name;
 use http::{HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use pingora::http::RequestHeader;
 
 use crate::config::HeaderNames;
 use crate::identity::Identity;
-
-/// Lower-cases and maps `_` to `-`: the form under which WSGI, PHP and
-/// others treat `X_User` and `x-user` as the same header.
-pub fn normalize(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'_' => '-',
-            b => b.to_ascii_lowercase() as char,
-        })
-        .collect()
-}
 
 /// Headers that govern framing, the connection or the forwarding chain.
 /// Spelled with `_` they mean nothing to Portcullis or pingora, but CGI,
@@ -112,7 +102,7 @@ impl IdentityHeaders {
         let normalized = names
             .all()
             .iter()
-            .map(|h| normalize(h.as_str()).into_bytes())
+            .map(|h| normalize_header_name(h.as_str()).into_bytes())
             .collect();
         IdentityHeaders { names, normalized }
     }
@@ -120,7 +110,8 @@ impl IdentityHeaders {
     /// Also strips every client-supplied spelling of `name` (the signed
     /// assertion's header).
     pub fn also_strip(&mut self, name: &HeaderName) {
-        self.normalized.push(normalize(name.as_str()).into_bytes());
+        self.normalized
+            .push(normalize_header_name(name.as_str()).into_bytes());
     }
 
     /// Is `name` (as received) a spelling of one of our identity headers?

@@ -54,7 +54,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -327,16 +327,6 @@ impl GraphRecord {
     }
 }
 
-#[derive(Default)]
-struct Hits {
-    dialog: AtomicUsize,
-    token: AtomicUsize,
-    graph: AtomicUsize,
-    consent: AtomicUsize,
-    /// Bytes of [`Endless`] bodies handed to the server so far.
-    endless_bytes: Arc<AtomicU64>,
-}
-
 #[derive(Clone, Debug)]
 struct DialogRequest {
     version: String,
@@ -375,7 +365,9 @@ struct Shared {
     app_secret: String,
     controls: Arc<Mutex<Controls>>,
     state: Mutex<ProviderState>,
-    hits: Hits,
+    hits: super::hits::Hits,
+    /// Bytes of [`Endless`] bodies handed to the server so far.
+    endless_bytes: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -435,7 +427,8 @@ pub async fn start(app_id: &str, app_secret: &str) -> MockFacebook {
         app_secret: app_secret.to_owned(),
         controls: controls.clone(),
         state: Mutex::new(ProviderState::default()),
-        hits: Hits::default(),
+        hits: super::hits::Hits::new(&["dialog", "token", "graph", "consent"]),
+        endless_bytes: Arc::default(),
     });
 
     let router = Router::new()
@@ -556,7 +549,7 @@ impl MockFacebook {
     /// Bytes of endless bodies streamed so far (handed to the server: at most a socket
     /// buffer more than the client read).
     pub fn endless_bytes_sent(&self) -> u64 {
-        self.shared.hits.endless_bytes.load(Ordering::SeqCst)
+        self.shared.endless_bytes.load(Ordering::SeqCst)
     }
 
     /// Every access token the token endpoint has issued.
@@ -582,21 +575,21 @@ impl MockFacebook {
     }
 
     pub fn dialog_hits(&self) -> usize {
-        self.shared.hits.dialog.load(Ordering::SeqCst)
+        self.shared.hits.get("dialog")
     }
 
     /// GET and POST `oauth/access_token` requests.
     pub fn token_hits(&self) -> usize {
-        self.shared.hits.token.load(Ordering::SeqCst)
+        self.shared.hits.get("token")
     }
 
     /// `/me` requests.
     pub fn graph_hits(&self) -> usize {
-        self.shared.hits.graph.load(Ordering::SeqCst)
+        self.shared.hits.get("graph")
     }
 
     pub fn consent_hits(&self) -> usize {
-        self.shared.hits.consent.load(Ordering::SeqCst)
+        self.shared.hits.get("consent")
     }
 
     /// The last login dialog request.
@@ -634,7 +627,7 @@ async fn dialog(
     Path(version): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    app.hits.dialog.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("dialog");
     let params = parse_pairs(query.as_deref().unwrap_or("").as_bytes());
     app.state().last_dialog = Some(DialogRecord {
         version: version.clone(),
@@ -821,7 +814,7 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    app.hits.token.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("token");
     let controls = app.controls();
     if !controls.token_delay.is_zero() {
         tokio::time::sleep(controls.token_delay).await;
@@ -967,7 +960,7 @@ async fn me(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    app.hits.graph.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("graph");
     if app.controls().endless == Some(Endless::Graph) {
         return endless(&app, "{\"id\":\"1\",\"name\":\"");
     }
@@ -1273,7 +1266,7 @@ impl GraphError {
 /// `200 application/json` whose chunked body starts with `prefix` (the opening of a JSON
 /// string) and then goes on with `a` for [`ENDLESS_BYTES`], counting what it hands over.
 fn endless(app: &App, prefix: &'static str) -> Response {
-    let counter = app.hits.endless_bytes.clone();
+    let counter = app.endless_bytes.clone();
     let chunks = futures_util::stream::unfold(0u64, move |sent| {
         let counter = counter.clone();
         async move {
@@ -1340,7 +1333,7 @@ async fn consent_post(State(app): State<App>, body: Bytes) -> Response {
 /// `request` (the chooser's id), then `deny=1`, or `user={id}` with optional
 /// `decline_email=1` (the "Edit access" choice).
 fn consent(app: App, params: Vec<(String, String)>) -> Response {
-    app.hits.consent.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("consent");
     let Some(request) = find(&params, "request").and_then(|id| app.state().pending.remove(id))
     else {
         return error_page(

@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -246,15 +245,6 @@ impl TokenRecord {
     }
 }
 
-#[derive(Default)]
-struct Hits {
-    discovery: AtomicUsize,
-    authorize: AtomicUsize,
-    token: AtomicUsize,
-    userinfo: AtomicUsize,
-    jwks: AtomicUsize,
-}
-
 struct SigningKeyEntry {
     kid: String,
     key: RsaPrivateKey,
@@ -306,7 +296,7 @@ struct Shared {
     client_secret: String,
     controls: Arc<Mutex<Controls>>,
     state: Mutex<ProviderState>,
-    hits: Hits,
+    hits: super::hits::Hits,
 }
 
 impl Shared {
@@ -367,7 +357,7 @@ pub async fn start(client_id: &str, client_secret: &str) -> MockGoogle {
             keys: vec![first_key],
             ..ProviderState::default()
         }),
-        hits: Hits::default(),
+        hits: super::hits::Hits::new(&["discovery", "authorize", "token", "userinfo", "jwks"]),
     });
 
     let router = Router::new()
@@ -524,23 +514,23 @@ impl MockGoogle {
     }
 
     pub fn discovery_hits(&self) -> usize {
-        self.shared.hits.discovery.load(Ordering::SeqCst)
+        self.shared.hits.get("discovery")
     }
 
     pub fn authorize_hits(&self) -> usize {
-        self.shared.hits.authorize.load(Ordering::SeqCst)
+        self.shared.hits.get("authorize")
     }
 
     pub fn token_hits(&self) -> usize {
-        self.shared.hits.token.load(Ordering::SeqCst)
+        self.shared.hits.get("token")
     }
 
     pub fn userinfo_hits(&self) -> usize {
-        self.shared.hits.userinfo.load(Ordering::SeqCst)
+        self.shared.hits.get("userinfo")
     }
 
     pub fn jwks_hits(&self) -> usize {
-        self.shared.hits.jwks.load(Ordering::SeqCst)
+        self.shared.hits.get("jwks")
     }
 
     /// The last authorization request's query parameters.
@@ -562,7 +552,7 @@ impl MockGoogle {
 /// the mock implements plus Google's refresh grant, and the device and revocation endpoints are
 /// left out.
 async fn discovery(State(app): State<App>) -> Response {
-    app.hits.discovery.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("discovery");
     if app.controls().fail_discovery {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -598,7 +588,7 @@ async fn discovery(State(app): State<App>) -> Response {
 
 /// guide, "Send an authentication request to Google" and web-server, "Step 2 / Step 4".
 async fn authorize(State(app): State<App>, RawQuery(query): RawQuery) -> Response {
-    app.hits.authorize.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("authorize");
     let params = parse_pairs(query.as_deref().unwrap_or("").as_bytes());
     app.state().last_authorize = Some(AuthorizeRecord {
         params: params.clone(),
@@ -936,7 +926,7 @@ fn error_page(error: &str, title: &str, detail: &str) -> Response {
 /// guide, "Exchange code for access token and ID token"; web-server, "Step 5" (error bodies);
 /// native-app for `code_verifier`.
 async fn token(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    app.hits.token.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("token");
     let controls = app.controls();
     if !controls.token_delay.is_zero() {
         tokio::time::sleep(controls.token_delay).await;
@@ -1239,7 +1229,7 @@ impl Shared {
 
 /// guide, "Obtaining user profile information": `GET` with `Authorization: Bearer`.
 async fn userinfo(State(app): State<App>, headers: HeaderMap) -> Response {
-    app.hits.userinfo.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("userinfo");
     if let Some(status) = app.controls().fail_userinfo {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return oauth_error(status, "internal_failure", "Backend Error");
@@ -1299,7 +1289,7 @@ async fn userinfo(State(app): State<App>, headers: HeaderMap) -> Response {
 /// guide, "Validating an ID token": Google's public keys as a JWK set, cacheable per
 /// `Cache-Control`.
 async fn jwks(State(app): State<App>) -> Response {
-    app.hits.jwks.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("jwks");
     let controls = app.controls();
     if let Some(status) = controls.fail_jwks {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);

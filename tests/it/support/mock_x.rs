@@ -53,7 +53,6 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -332,17 +331,6 @@ impl UserinfoRecord {
     }
 }
 
-#[derive(Default)]
-struct Hits {
-    authorize: AtomicUsize,
-    token: AtomicUsize,
-    users_me: AtomicUsize,
-    request_token: AtomicUsize,
-    authenticate: AtomicUsize,
-    access_token: AtomicUsize,
-    verify_credentials: AtomicUsize,
-}
-
 #[derive(Clone, Debug)]
 struct AuthRequest {
     redirect_uri: String,
@@ -409,7 +397,7 @@ struct Shared {
     consumer_secret: String,
     controls: Arc<Mutex<Controls>>,
     state: Mutex<ProviderState>,
-    hits: Hits,
+    hits: super::hits::Hits,
 }
 
 impl Shared {
@@ -474,7 +462,15 @@ pub async fn start(
         consumer_secret: consumer_secret.to_owned(),
         controls: controls.clone(),
         state: Mutex::new(ProviderState::default()),
-        hits: Hits::default(),
+        hits: super::hits::Hits::new(&[
+            "authorize",
+            "token",
+            "users_me",
+            "request_token",
+            "authenticate",
+            "access_token",
+            "verify_credentials",
+        ]),
     });
 
     let router = Router::new()
@@ -642,33 +638,33 @@ impl MockX {
     }
 
     pub fn authorize_hits(&self) -> usize {
-        self.shared.hits.authorize.load(Ordering::SeqCst)
+        self.shared.hits.get("authorize")
     }
 
     /// `POST /2/oauth2/token` requests.
     pub fn token_hits(&self) -> usize {
-        self.shared.hits.token.load(Ordering::SeqCst)
+        self.shared.hits.get("token")
     }
 
     pub fn users_me_hits(&self) -> usize {
-        self.shared.hits.users_me.load(Ordering::SeqCst)
+        self.shared.hits.get("users_me")
     }
 
     pub fn request_token_hits(&self) -> usize {
-        self.shared.hits.request_token.load(Ordering::SeqCst)
+        self.shared.hits.get("request_token")
     }
 
     /// `GET /oauth/authenticate` and `GET /oauth/authorize` requests.
     pub fn authenticate_hits(&self) -> usize {
-        self.shared.hits.authenticate.load(Ordering::SeqCst)
+        self.shared.hits.get("authenticate")
     }
 
     pub fn access_token_hits(&self) -> usize {
-        self.shared.hits.access_token.load(Ordering::SeqCst)
+        self.shared.hits.get("access_token")
     }
 
     pub fn verify_credentials_hits(&self) -> usize {
-        self.shared.hits.verify_credentials.load(Ordering::SeqCst)
+        self.shared.hits.get("verify_credentials")
     }
 
     /// The last OAuth 2.0 authorization request's query parameters.
@@ -705,7 +701,7 @@ impl MockX {
 /// for a malformed request rather than redirecting, so every check here ends on the mock's error
 /// page (400); only the user's decision goes back to the client.
 async fn authorize(State(app): State<App>, RawQuery(query): RawQuery) -> Response {
-    app.hits.authorize.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("authorize");
     let params = parse_pairs(query.as_deref().unwrap_or("").as_bytes());
     app.state().last_authorize = Some(AuthorizeRecord {
         params: params.clone(),
@@ -835,7 +831,7 @@ fn loopback_http(uri: &str) -> bool {
 /// body is then optional), a public client sends `client_id` in the body (oauth2,
 /// "Confidential clients"). Error bodies as observed (see the module doc).
 async fn token(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    app.hits.token.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("token");
     let controls = app.controls();
     if !controls.token_delay.is_zero() {
         tokio::time::sleep(controls.token_delay).await;
@@ -1004,7 +1000,7 @@ async fn users_me(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    app.hits.users_me.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("users_me");
     let query = parse_pairs(uri.query().unwrap_or("").as_bytes());
     app.state().userinfo_requests.push(UserinfoRecord {
         path: uri.path().to_owned(),
@@ -1119,7 +1115,7 @@ async fn request_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    app.hits.request_token.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("request_token");
     if let Some(status) = app.controls().fail_request_token {
         return v1_internal_error(status);
     }
@@ -1188,7 +1184,7 @@ fn callback_allowed(registered: &[String], callback: &str) -> bool {
 /// `oauth_token` and `oauth_verifier` added to its query (oauth1-flow, "Step 2"), or with
 /// `denied={oauth_token}` when the user declines.
 async fn authenticate(State(app): State<App>, RawQuery(query): RawQuery) -> Response {
-    app.hits.authenticate.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("authenticate");
     let params = parse_pairs(query.as_deref().unwrap_or("").as_bytes());
     let Some(token) = find(&params, "oauth_token").map(str::to_owned) else {
         return error_page("Missing required parameter: oauth_token.");
@@ -1264,7 +1260,7 @@ async fn access_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    app.hits.access_token.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("access_token");
     let controls = app.controls();
     if !controls.token_delay.is_zero() {
         tokio::time::sleep(controls.token_delay).await;
@@ -1325,7 +1321,7 @@ async fn verify_credentials(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    app.hits.verify_credentials.fetch_add(1, Ordering::SeqCst);
+    app.hits.hit("verify_credentials");
     let query = parse_pairs(uri.query().unwrap_or("").as_bytes());
     app.state().userinfo_requests.push(UserinfoRecord {
         path: uri.path().to_owned(),

@@ -3,6 +3,7 @@
 
 pub mod frameworks;
 pub mod harness;
+pub mod hits;
 pub mod mock_facebook;
 pub mod mock_google;
 pub mod mock_x;
