@@ -198,6 +198,7 @@ impl TwitterProvider {
         creds: &Credentials<'_>,
         extra: &[(&str, &str)],
         what: &str,
+        step: Step,
     ) -> Result<Vec<u8>, ProviderError> {
         let header = oauth1::authorization_header(
             method.as_str(),
@@ -208,13 +209,18 @@ impl TwitterProvider {
             &oauth1::nonce(),
             unix_time(),
         );
-        let resp = self
-            .http
-            .request(method, url.as_str())
-            .header(http::header::AUTHORIZATION, header)
-            .send()
-            .await;
-        read_api(resp, what).await
+        // Timed like the OAuth 2.0 steps (request and access token: `token`;
+        // verify_credentials: `userinfo`).
+        time_provider(&self.info.id, step, async {
+            let resp = self
+                .http
+                .request(method, url.as_str())
+                .header(http::header::AUTHORIZATION, header)
+                .send()
+                .await;
+            read_api(resp, what).await
+        })
+        .await
     }
 
     async fn start_oauth1(&self, login: &mut LoginState) -> Result<Url, ProviderError> {
@@ -231,6 +237,7 @@ impl TwitterProvider {
                 &self.consumer(),
                 &[("oauth_callback", callback.as_str())],
                 "oauth/request_token",
+                Step::Token,
             )
             .await?;
         let request = oauth1::request_token_response(&body)?;
@@ -283,6 +290,7 @@ impl TwitterProvider {
                 &creds,
                 &[("oauth_verifier", verifier)],
                 "oauth/access_token",
+                Step::Token,
             )
             .await?;
         let access = oauth1::access_token_response(&body)?;
@@ -303,6 +311,7 @@ impl TwitterProvider {
                 &creds,
                 &[],
                 "account/verify_credentials",
+                Step::Userinfo,
             )
             .await?;
         #[derive(Deserialize)]

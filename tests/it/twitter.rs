@@ -241,7 +241,8 @@ async fn oauth2_denial_wrong_secret_and_pkce_mismatch_end_on_error_pages() {
 
 #[tokio::test]
 async fn oauth1a_signs_in_with_and_without_email() {
-    let w = XWorld::start("").await;
+    let admin = format!("127.0.0.1:{}", harness::free_port());
+    let w = XWorld::start(&format!("[admin]\nlisten = \"{admin}\"\n")).await;
     let echo = w.signed_in("xlegacy").await;
     assert_eq!(
         upstream_header(&echo, "x-user").as_deref(),
@@ -265,6 +266,22 @@ async fn oauth1a_signs_in_with_and_without_email() {
     assert_eq!(w.x.request_token_hits(), 1);
     assert_eq!(w.x.access_token_hits(), 1);
     assert_eq!(w.x.verify_credentials_hits(), 1);
+    // The OAuth 1.0a calls are timed like the OAuth 2.0 steps: request and
+    // access token under `token`, verify_credentials under `userinfo`.
+    let metrics = harness::client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (step, n) in [("token", 2), ("userinfo", 1)] {
+        let line = format!(
+            "portcullis_provider_request_duration_seconds_count{{provider=\"xlegacy\",step=\"{step}\"}} {n}\n"
+        );
+        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+    }
 
     w.x.set_auto_approve(Some(XUser::noemail()));
     let echo = w.signed_in("xlegacy").await;
