@@ -292,10 +292,10 @@ async fn handle(
     head: RequestHead,
     started: std::time::Instant,
 ) -> bool {
-    let app = w.current.get();
+    // One configuration for the whole request, even across a reload.
+    let mut ctx = Ctx::started_at(w.current.get(), started);
+    let app = ctx.app.clone();
     let app = &*app;
-    let mut ctx = Ctx::new(w.current.get());
-    ctx.started = started;
     let RequestHead {
         mut req,
         framing,

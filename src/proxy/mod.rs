@@ -503,11 +503,16 @@ pub struct Ctx {
 
 impl Ctx {
     pub(crate) fn new(app: Arc<App>) -> Ctx {
+        Ctx::started_at(app, Instant::now())
+    }
+
+    /// A request that started at `started` (its first byte was read then).
+    pub(crate) fn started_at(app: Arc<App>, started: Instant) -> Ctx {
         Ctx {
             app,
             identity: None,
             session_expires_at: 0,
-            started: Instant::now(),
+            started,
             outcome: "proxied",
             target: TargetState::AsReceived,
             request_id: HeaderValue::from_static(""),
