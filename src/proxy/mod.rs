@@ -1101,6 +1101,31 @@ impl App {
                         let token = signer.header_value(&id, 0, unix_now());
                         reply = reply.header(signer.header_name().clone(), token);
                     }
+                    // `pass_access_token`: the token for the front proxy to
+                    // hand on (nginx: auth_request_set), refreshed as for a
+                    // proxied request; a re-sealed cookie rides on the 202
+                    // for the front proxy to return to the browser.
+                    match app.access_token_for(req, &id).await {
+                        PassToken::Nothing => {}
+                        PassToken::Pass { value, cookies } => {
+                            reply = reply.header(
+                                http::header::HeaderName::from_static("x-forwarded-access-token"),
+                                value,
+                            );
+                            for c in cookies {
+                                reply = reply.cookie(c);
+                            }
+                        }
+                        PassToken::SessionEnded => {
+                            ctx.outcome = "access_token_refused";
+                            let _ = app.end_session(req).await;
+                            let mut reply = unauthenticated_json();
+                            for c in app.clear_session_cookies() {
+                                reply = reply.cookie(c);
+                            }
+                            return reply;
+                        }
+                    }
                     ctx.identity = Some(id);
                     reply
                 }

@@ -118,6 +118,13 @@ async fn access_token_upstream_refreshed_once_and_revocation_ends_the_session() 
         [first.access_token.as_str()]
     );
     assert!(!seen.to_string().contains("forged"), "{seen}");
+    // Forward-auth (nginx auth_request) gets the same token on its 202.
+    let resp = b.get(&w.proxy.url("/oauth2/auth")).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        resp.headers()["x-forwarded-access-token"],
+        first.access_token.as_str()
+    );
 
     // Shortly before it expires: ten parallel requests, one refresh.
     w.until_refresh_is_due(&first).await;
