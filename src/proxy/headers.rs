@@ -149,32 +149,28 @@ impl IdentityHeaders {
     }
 
     /// Calls `f` with each identity header to send: absent values are
-    /// absent headers, never empty ones.
+    /// absent headers, never empty ones. The values come from a per-thread
+    /// cache ([`prebuilt`]): a user's next request clones them (reference
+    /// counts) instead of formatting and copying each one again (issue 12).
     fn each<E>(
         &self,
         id: &Identity,
         mut f: impl FnMut(&HeaderName, HeaderValue) -> Result<(), E>,
     ) -> Result<(), E> {
         let n = &self.names;
-        // The one value built per request: hand its buffer over, no copy.
-        let user = HeaderValue::from_maybe_shared(bytes::Bytes::from(id.user()))
-            .unwrap_or_else(|_| HeaderValue::from_static(""));
-        f(&n.user, user)?;
-        f(&n.provider, value(&id.provider))?;
-        for (name, v) in [
-            (&n.email, &id.email),
-            (&n.name, &id.name),
-            (&n.login, &id.login),
-            (&n.picture, &id.picture),
+        let v = prebuilt::values(id);
+        f(&n.user, v.user.clone())?;
+        f(&n.provider, v.provider.clone())?;
+        for (name, value) in [
+            (&n.email, &v.email),
+            (&n.name, &v.name),
+            (&n.login, &v.login),
+            (&n.picture, &v.picture),
+            (&n.groups, &v.groups),
         ] {
-            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                f(name, value(v))?;
+            if let Some(value) = value {
+                f(name, value.clone())?;
             }
-        }
-        if let Some(groups) = groups_value(&id.groups) {
-            let groups = HeaderValue::from_maybe_shared(bytes::Bytes::from(groups))
-                .unwrap_or_else(|_| HeaderValue::from_static(""));
-            f(&n.groups, groups)?;
         }
         Ok(())
     }
@@ -223,6 +219,109 @@ pub fn groups_value(groups: &[String]) -> Option<String> {
 /// still is not a valid header value is dropped to empty rather than sent raw.
 fn value(v: &str) -> HeaderValue {
     HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Identity header values built once per user and thread: every request of
+/// a signed-in user sends the same values, and a cloned `HeaderValue` is a
+/// reference count where building one is an allocation and a copy.
+mod prebuilt {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    use http::HeaderValue;
+
+    use super::{groups_value, value};
+    use crate::identity::Identity;
+
+    /// Users per thread; when full the map starts over.
+    const CAPACITY: usize = 1024;
+
+    pub(super) struct Values {
+        /// Whose values these are: a changed name or email is a new entry.
+        identity: Identity,
+        pub user: HeaderValue,
+        pub provider: HeaderValue,
+        pub email: Option<HeaderValue>,
+        pub name: Option<HeaderValue>,
+        pub login: Option<HeaderValue>,
+        pub picture: Option<HeaderValue>,
+        pub groups: Option<HeaderValue>,
+    }
+
+    thread_local! {
+        static VALUES: RefCell<HashMap<String, Rc<Values>>> = RefCell::new(HashMap::new());
+    }
+
+    fn shared(s: String) -> HeaderValue {
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(s))
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    fn build(id: &Identity) -> Values {
+        let optional = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(value);
+        Values {
+            identity: id.clone(),
+            user: shared(id.user()),
+            provider: value(&id.provider),
+            email: optional(&id.email),
+            name: optional(&id.name),
+            login: optional(&id.login),
+            picture: optional(&id.picture),
+            groups: groups_value(&id.groups).map(shared),
+        }
+    }
+
+    /// The values of `id`, from the cache when they are there and still
+    /// describe exactly this identity.
+    pub(super) fn values(id: &Identity) -> Rc<Values> {
+        VALUES.with(|m| {
+            let mut m = m.borrow_mut();
+            // Keyed by subject (short, unique per provider); the provider and
+            // every other field are compared below.
+            if let Some(v) = m.get(id.subject.as_str()) {
+                if v.identity == *id {
+                    return v.clone();
+                }
+            }
+            let v = Rc::new(build(id));
+            if m.len() >= CAPACITY {
+                m.clear();
+            }
+            m.insert(id.subject.clone(), v.clone());
+            v
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn built_once_per_identity_and_again_when_it_changes() {
+            let mut id = Identity {
+                provider: "google".into(),
+                subject: "prebuilt-1".into(),
+                email: Some("a@example.com".into()),
+                name: Some("A".into()),
+                login: None,
+                picture: None,
+                groups: vec!["x y".into()],
+            };
+            let first = values(&id);
+            assert!(Rc::ptr_eq(&first, &values(&id)), "reused");
+            assert_eq!(first.user, "google:prebuilt-1");
+            assert_eq!(first.groups.as_ref().unwrap(), "x%20y");
+            assert!(first.login.is_none());
+            // Same subject, another provider or a new name: other values.
+            id.name = Some("B".into());
+            let renamed = values(&id);
+            assert!(!Rc::ptr_eq(&first, &renamed));
+            assert_eq!(renamed.name.as_ref().unwrap(), "B");
+            id.provider = "facebook".into();
+            assert_eq!(values(&id).user, "facebook:prebuilt-1");
+        }
+    }
 }
 
 #[cfg(test)]
