@@ -121,9 +121,6 @@ pub fn run(
     let admin = settings.admin;
     let threads = settings.server.threads;
     let upstream_tls = settings.upstream.tls;
-    // The socket hand-over of a binary upgrade covers pingora's own
-    // listeners only: with `upgrade_socket` set, the proxy stays on them.
-    let hand_over = settings.server.upgrade_socket.is_some();
     let settings_grace = settings.server.shutdown_grace;
     let app = Arc::new(crate::reload::Current::new(App::new(
         settings, providers, upstream, store,
@@ -140,16 +137,25 @@ pub fn run(
         server.add_service(service)
     });
     // Plain HTTP in front of a plain-HTTP upstream (the sidecar case): our
-    // own HTTP/1 loop (src/fast). TLS on either side, or a binary upgrade
-    // with socket hand-over configured: pingora's proxy.
-    if tls.is_none() && !upstream_tls && !hand_over {
-        let listeners = crate::fast::bind(listen, threads).map_err(|e| StartError::Listen {
-            addr: listen,
-            reason: e.to_string(),
-        })?;
-        let proxy = server.add_service(background_service(
-            "proxy",
-            crate::fast::FastPath::new(app.clone(), upstream, listeners),
+    // own HTTP/1 loop (src/fast). TLS on either side: pingora's proxy. Both
+    // take part in the binary upgrade's socket hand-over.
+    if tls.is_none() && !upstream_tls {
+        // Bound now (a port in use is a start-up error), unless the old
+        // process hands its sockets over.
+        let listeners = if upgrade {
+            Vec::new()
+        } else {
+            crate::fast::bind(listen, threads).map_err(|e| StartError::Listen {
+                addr: listen,
+                reason: e.to_string(),
+            })?
+        };
+        let proxy = server.add_service(crate::fast::FastPath::new(
+            app.clone(),
+            upstream,
+            listen,
+            threads,
+            listeners,
         ));
         if let Some(admin) = &admin_service {
             proxy.add_dependency(admin);

@@ -112,9 +112,8 @@ pub struct Server {
     pub trust_request_id: bool,
     /// `server.upgrade_socket`: the Unix socket through which a running
     /// process hands its listening sockets to a new one started with
-    /// `run --upgrade`. Unset: [`DEFAULT_UPGRADE_SOCKET`], and the proxy
-    /// runs on the fast HTTP/1 loop, whose per-thread sockets are not
-    /// handed over; set it to use zero-downtime binary upgrades.
+    /// `run --upgrade` (both the fast HTTP/1 loop's per-thread sockets and
+    /// pingora's listeners). Unset: [`DEFAULT_UPGRADE_SOCKET`].
     pub upgrade_socket: Option<PathBuf>,
 }
 

@@ -53,6 +53,23 @@ struct Worker {
     public_host: http::HeaderValue,
     draining: Cell<bool>,
     shutdown: ShutdownWatch,
+    /// Connections being served; at shutdown the thread waits for them.
+    open: Cell<usize>,
+    /// Signalled when the last open connection ends.
+    all_closed: tokio::sync::Notify,
+}
+
+/// Counts a connection as open while it lives.
+struct OpenConnection(Rc<Worker>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let left = self.0.open.get() - 1;
+        self.0.open.set(left);
+        if left == 0 {
+            self.0.all_closed.notify_one();
+        }
+    }
 }
 
 /// A thread of the fast path: a current-thread runtime serving one
@@ -95,6 +112,8 @@ pub(super) fn run_thread(
             draining: Cell::new(false),
             shutdown: shutdown.clone(),
             current,
+            open: Cell::new(0),
+            all_closed: tokio::sync::Notify::new(),
         });
         let sweeper = worker.clone();
         tokio::task::spawn_local(async move {
@@ -125,12 +144,15 @@ pub(super) fn run_thread(
             }
         }
         // Graceful shutdown: no new connections; open ones finish the
-        // request in flight and close (idle ones close at once).
+        // request in flight (a connection accepted just before gets its
+        // first request served) and close; idle ones close at once. The
+        // thread waits for them: pingora's grace period bounds the process.
         worker.draining.set(true);
         drop(listener);
+        while worker.open.get() > 0 {
+            worker.all_closed.notified().await;
+        }
     });
-    // Connections still open end with the runtime (pingora's grace period
-    // has passed by the time the process exits).
 }
 
 fn public_host(url: &url::Url) -> http::HeaderValue {
@@ -151,6 +173,8 @@ enum HeadError {
 
 async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
     let _open = crate::metrics::global().connection();
+    w.open.set(w.open.get() + 1);
+    let _counted = OpenConnection(w.clone());
     let ip = peer.ip();
     let mut shutdown = w.shutdown.clone();
     // Bytes read but not yet used: the rest of a pipelined batch or a body.
@@ -158,7 +182,10 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
     let mut first = true;
     loop {
         if buf.is_empty() {
-            if w.draining.get() {
+            // Draining: a kept-alive connection closes between requests; a
+            // new one still gets its first request answered (the client
+            // sent it to a listener that was open).
+            if w.draining.get() && !first {
                 break;
             }
             // Idle: wait without a buffer (readiness, then a read into the
@@ -176,7 +203,7 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
                             break false;
                         }
                     }
-                    _ = shutdown.changed() => break false,
+                    _ = shutdown.changed(), if !first => break false,
                 }
                 match first_read(&client, &mut buf) {
                     Ok(0) => break false,

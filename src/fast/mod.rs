@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
+use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 
 use crate::reload::Current;
 
@@ -58,40 +58,97 @@ pub fn bind(addr: SocketAddr, threads: usize) -> std::io::Result<Vec<socket2::So
     Ok(out)
 }
 
-/// The fast path as a pingora background service: pingora still owns the
-/// process (signals, the grace period, the admin listener, TLS).
+/// The fast path as a pingora service: pingora still owns the process
+/// (signals, the grace period, the admin listener, TLS, the binary
+/// upgrade). Its listening sockets go into pingora's table of listening
+/// fds, so that `run --upgrade` receives them from the old process on
+/// SIGQUIT (the same sockets: no connection is refused meanwhile) —
+/// pingora's hand-over, extended to our per-thread sockets.
 pub struct FastPath {
     current: Arc<Current>,
     upstream: SocketAddr,
-    listeners: std::sync::Mutex<Vec<socket2::Socket>>,
+    addr: SocketAddr,
+    threads: usize,
+    /// Bound at start-up (a port in use is a start-up error); empty when
+    /// the sockets come from the process being replaced.
+    prebound: Vec<socket2::Socket>,
 }
 
 impl FastPath {
     pub fn new(
         current: Arc<Current>,
         upstream: SocketAddr,
-        listeners: Vec<socket2::Socket>,
+        addr: SocketAddr,
+        threads: usize,
+        prebound: Vec<socket2::Socket>,
     ) -> Self {
         FastPath {
             current,
             upstream,
-            listeners: std::sync::Mutex::new(listeners),
+            addr,
+            threads: threads.max(1),
+            prebound,
         }
+    }
+
+    /// The key of thread `i`'s socket in pingora's fd table (no spaces:
+    /// the table is sent as space-separated keys).
+    fn key(&self, i: usize) -> String {
+        format!("portcullis-http1#{i}@{}", self.addr)
+    }
+
+    /// Thread `i`'s listener: handed over by the old process, else the
+    /// one bound at start-up (or a new one), then registered for the next
+    /// hand-over.
+    fn listener(
+        &mut self,
+        i: usize,
+        fds: Option<&pingora::server::ListenFds>,
+    ) -> std::io::Result<TcpListener> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let key = self.key(i);
+        if let Some(fds) = fds {
+            if let Some(&fd) = fds.lock().get(&key) {
+                // SAFETY: pingora received this fd from the old process for
+                // this key and hands it to no one else; it is a listening
+                // TCP socket (we registered it under this key there).
+                let listener = unsafe { TcpListener::from_raw_fd(fd) };
+                listener.set_nonblocking(true)?;
+                tracing::info!(key, "listening socket taken over from the previous process");
+                return Ok(listener);
+            }
+        }
+        let socket = match self.prebound.pop() {
+            Some(s) => s,
+            None => bind(self.addr, 1)?.pop().expect("one socket"),
+        };
+        socket.listen(4096)?;
+        let listener: TcpListener = socket.into();
+        if let Some(fds) = fds {
+            fds.lock().add(key, listener.as_raw_fd());
+        }
+        Ok(listener)
     }
 }
 
 #[async_trait]
-impl BackgroundService for FastPath {
-    async fn start(&self, shutdown: ShutdownWatch) {
-        let listeners =
-            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
+impl ServiceWithDependents for FastPath {
+    async fn start_service(
+        &mut self,
+        fds: Option<pingora::server::ListenFds>,
+        shutdown: ShutdownWatch,
+        _listeners_per_fd: usize,
+        ready_notifier: ServiceReadyNotifier,
+    ) {
         let mut threads = Vec::new();
-        for (i, socket) in listeners.into_iter().enumerate() {
-            if let Err(e) = socket.listen(4096) {
-                tracing::error!(error = %e, "cannot listen");
-                continue;
-            }
-            let listener: TcpListener = socket.into();
+        for i in 0..self.threads {
+            let listener = match self.listener(i, fds.as_ref()) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen");
+                    continue;
+                }
+            };
             let app = self.current.clone();
             let upstream = self.upstream;
             let shutdown = shutdown.clone();
@@ -103,6 +160,7 @@ impl BackgroundService for FastPath {
                 Err(e) => tracing::error!(error = %e, "cannot start a proxy thread"),
             }
         }
+        ready_notifier.notify_ready();
         // Returns when the threads end (after a graceful shutdown has
         // drained them); pingora's own grace period bounds the wait.
         let _ = tokio::task::spawn_blocking(move || {
@@ -111,5 +169,19 @@ impl BackgroundService for FastPath {
             }
         })
         .await;
+    }
+
+    fn name(&self) -> &str {
+        "proxy"
+    }
+
+    fn threads(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    /// Our keys in pingora's fd table: inherited sockets under other keys
+    /// are closed by pingora, these are kept for us.
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        Some((0..self.threads).map(|i| self.key(i)).collect())
     }
 }

@@ -299,3 +299,34 @@ async fn idle_keep_alive_connections_hold_little_memory() {
     );
     drop(open);
 }
+
+/// Graceful stop (SIGTERM): no new connections, but a request in flight is
+/// finished and answered before the process exits.
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish() {
+    let w = crate::common::World::start("").await;
+    let mut p = harness::start(|port| {
+        harness::google_config(
+            port,
+            &w.upstream.base_url,
+            &w.google,
+            &w.secret,
+            "[access]\nskip_auth = [\"^/delay/\"]",
+        )
+        .replacen("[server]\n", "[server]\nshutdown_grace = \"1s\"\n", 1)
+    })
+    .await;
+    let before = w.upstream.hits();
+    let slow = tokio::spawn(harness::client().get(p.url("/delay/1500")).send());
+    // The upstream has the request: it is in flight.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while w.upstream.hits() == before {
+        assert!(tokio::time::Instant::now() < deadline, "never forwarded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(p.stop_with(libc::SIGTERM).await, "{}", p.logs());
+    let resp = slow.await.unwrap().expect("answered, not cut off");
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    // And nothing listens any more.
+    assert!(harness::client().get(p.url("/")).send().await.is_err());
+}

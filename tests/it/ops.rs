@@ -789,5 +789,12 @@ async fn upgrade_hands_the_listening_socket_to_a_new_process_without_refusing_a_
         &failed[..failed.len().min(5)],
         new_logs()
     );
+    // The proxy's own HTTP/1 loop took part: its per-thread sockets came
+    // over (not only pingora's admin listener).
+    assert!(
+        new_logs().contains("listening socket taken over from the previous process"),
+        "{}",
+        new_logs()
+    );
     eprintln!("binary upgrade under traffic: {ok} requests, none failed");
 }
