@@ -20,5 +20,6 @@ pub mod request_id;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod thread_cache;
 pub mod tls;
 pub mod traces;

@@ -19,7 +19,7 @@ use crate::session::seal::SessionKey;
 
 pub use access::{Allow, Cidr, GroupMatch, Route, ALLOW_KEYS};
 pub use reader::{parse_duration, Env, Issue, ProcessEnv};
-pub use warnings::{warnings, Warning};
+pub use warnings::warnings;
 
 /// Where the config is read from when no `--config` is given and
 /// `$PORTCULLIS_CONFIG` is unset.

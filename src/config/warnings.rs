@@ -4,25 +4,13 @@
 //! never right — `same_site = "none"` without `secure`, for one — is an
 //! error in `validate`, not a warning here.
 
-use super::{ProviderKind, Settings};
+use super::{Issue, ProviderKind, Settings};
 
-/// One warning: the key it is about and what the risk is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    pub key: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Warning {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
-/// Every risky setting of `s`, in file order.
-pub fn warnings(s: &Settings) -> Vec<Warning> {
+/// Every risky setting of `s`, in file order: the same key + message shape
+/// as a configuration problem ([`Issue`]), printed as a warning.
+pub fn warnings(s: &Settings) -> Vec<Issue> {
     let mut out = Vec::new();
-    let mut warn = |key: String, message: String| out.push(Warning { key, message });
+    let mut warn = |key: String, message: String| out.push(Issue { key, message });
 
     let url = &s.server.public_url;
     if url.scheme() == "http" && !is_loopback(url) {
@@ -131,7 +119,7 @@ secret = "{secret}"
     const GOOGLE: &str = "[providers.google]\nclient_id = \"id\"\nclient_secret = \"s\"";
     const COMPANY: &str = "[providers.acme]\nkind = \"oidc\"\nissuer = \"https://sso.acme.example\"\nclient_id = \"id\"\nclient_secret = \"s\"";
 
-    fn keys(w: &[Warning]) -> Vec<&str> {
+    fn keys(w: &[Issue]) -> Vec<&str> {
         w.iter().map(|w| w.key.as_str()).collect()
     }
 

@@ -58,10 +58,9 @@ pub fn put(generation: u64, token: &str, user: &BearerUser, now: u64) {
     let until = user.expires_at.min(now.saturating_add(MAX_AGE));
     VERIFIED.with(|m| {
         let mut m = m.borrow_mut();
-        if m.len() >= CAPACITY {
-            m.clear();
-        }
-        m.insert(
+        crate::thread_cache::insert_bounded(
+            &mut m,
+            CAPACITY,
             token.into(),
             Entry {
                 generation,

@@ -285,10 +285,7 @@ mod prebuilt {
                 }
             }
             let v = Rc::new(build(id));
-            if m.len() >= CAPACITY {
-                m.clear();
-            }
-            m.insert(id.subject.clone(), v.clone());
+            crate::thread_cache::insert_bounded(&mut m, CAPACITY, id.subject.clone(), v.clone());
             v
         })
     }

@@ -216,6 +216,17 @@ impl App {
 
     /// Every cookie of a session: the session's parts and the access-token
     /// cookie's, removed (a refused refresh, a sign-out).
+    /// Ends the request's session (the store's copy too) and adds the
+    /// cookies that clear it to `reply`: the provider refused to refresh
+    /// the user's access token.
+    async fn signed_out(&self, req: &RequestHeader, mut reply: Reply) -> Reply {
+        let _ = self.end_session(req).await;
+        for c in self.clear_session_cookies() {
+            reply = reply.cookie(c);
+        }
+        reply
+    }
+
     pub fn clear_session_cookies(&self) -> Vec<String> {
         let mut out = cookie::clear_split(self.cookie_name(), &self.session_attrs);
         if self.token_flight.is_some() {
@@ -862,18 +873,14 @@ impl App {
                     PassToken::SessionEnded => {
                         // The provider refused the refresh: signed out.
                         ctx.outcome = "access_token_refused";
-                        let _ = self.end_session(req).await;
-                        let mut reply = if decide::is_api(self, req) {
+                        let reply = if decide::is_api(self, req) {
                             unauthenticated_json()
                         } else {
                             let target = judged_target(req, ctx);
                             Reply::redirect(flow::sign_in_location(&target))
                         };
-                        for c in self.clear_session_cookies() {
-                            reply = reply.cookie(c);
-                        }
                         return Step::Reply {
-                            reply,
+                            reply: self.signed_out(req, reply).await,
                             close: false,
                         };
                     }
@@ -1118,12 +1125,7 @@ impl App {
                         }
                         PassToken::SessionEnded => {
                             ctx.outcome = "access_token_refused";
-                            let _ = app.end_session(req).await;
-                            let mut reply = unauthenticated_json();
-                            for c in app.clear_session_cookies() {
-                                reply = reply.cookie(c);
-                            }
-                            return reply;
+                            return app.signed_out(req, unauthenticated_json()).await;
                         }
                     }
                     ctx.identity = Some(id);

@@ -343,10 +343,9 @@ mod opened {
         let found = codec.open_identity_until(name, sealed)?;
         OPENED.with(|m| {
             let mut m = m.borrow_mut();
-            if m.len() >= CAPACITY {
-                m.clear();
-            }
-            m.insert(
+            crate::thread_cache::insert_bounded(
+                &mut m,
+                CAPACITY,
                 sealed.into(),
                 Entry {
                     codec: id,

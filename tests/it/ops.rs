@@ -150,7 +150,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn admin_get(admin: &str, path: &str) -> String {
+pub(crate) async fn admin_get(admin: &str, path: &str) -> String {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match harness::client()

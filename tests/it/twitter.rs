@@ -268,14 +268,7 @@ async fn oauth1a_signs_in_with_and_without_email() {
     assert_eq!(w.x.verify_credentials_hits(), 1);
     // The OAuth 1.0a calls are timed like the OAuth 2.0 steps: request and
     // access token under `token`, verify_credentials under `userinfo`.
-    let metrics = harness::client()
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::ops::admin_get(&admin, "/metrics").await;
     for (step, n) in [("token", 2), ("userinfo", 1)] {
         let line = format!(
             "portcullis_provider_request_duration_seconds_count{{provider=\"xlegacy\",step=\"{step}\"}} {n}\n"
