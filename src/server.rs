@@ -99,6 +99,16 @@ pub fn run(
             "waiting for the running Portcullis to hand over its sockets (send it SIGQUIT)"
         );
     }
+    // Started by a running Portcullis on SIGUSR2 (src/successor.rs): the
+    // configuration is loaded and checked by now, so it may hand over.
+    let mut handover = if upgrade {
+        crate::successor::Handover::from_env()
+    } else {
+        None
+    };
+    if let Some(h) = &mut handover {
+        h.ready_for_sockets();
+    }
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
@@ -193,6 +203,13 @@ pub fn run(
         }
     }
     server.add_service(background_service("provider warm-up", WarmUp(app.get())));
+    // SIGUSR2: a fresh start of the installed binary takes over.
+    if let Some(successor) = config_path
+        .as_deref()
+        .and_then(crate::successor::Successor::new)
+    {
+        server.add_service(background_service("binary upgrade", successor));
+    }
     if let Some(path) = config_path {
         server.add_service(background_service(
             "reload",
@@ -212,7 +229,20 @@ pub fn run(
         "portcullis {} starting",
         env!("CARGO_PKG_VERSION")
     );
+    // systemd (Type=notify): the listening sockets are open, bound here or
+    // taken over. A successor we were started as is named to systemd by
+    // the old process (the main one, the only one allowed to); one started
+    // by hand with `--upgrade` names itself (needs NotifyAccess=all).
+    match handover {
+        Some(h) => h.taken_over(),
+        None if upgrade => {
+            crate::sd_notify::notify_or_log(&format!("MAINPID={}\nREADY=1", std::process::id()))
+        }
+        None => crate::sd_notify::notify_or_log("READY=1"),
+    }
     server.run(pingora::server::RunArgs::default());
+    // Handed over to a successor we started: systemd must know it first.
+    crate::successor::wait_for_successor(Duration::from_secs(10));
     Ok(())
 }
 

@@ -14,17 +14,24 @@ fn cookie_header(b: &Browser, url: &str) -> String {
 
 /// A world like [`World::start`] with `server_extra` added to `[server]`.
 async fn world_with_server(server_extra: &str) -> World {
+    world_with_server_env(server_extra, &[]).await
+}
+
+async fn world_with_server_env(server_extra: &str, env: &[(&str, &str)]) -> World {
     let google = mock_google::start(CLIENT_ID, CLIENT_SECRET).await;
     google.set_auto_approve(Some(TestUser::alice()));
     let upstream = upstream::start().await;
     let secret = harness::session_secret();
-    let proxy = harness::start(|port| {
-        harness::google_config(port, &upstream.base_url, &google, &secret, "").replacen(
-            "[server]\n",
-            &format!("[server]\n{server_extra}\n"),
-            1,
-        )
-    })
+    let proxy = harness::start_with_env(
+        |port| {
+            harness::google_config(port, &upstream.base_url, &google, &secret, "").replacen(
+                "[server]\n",
+                &format!("[server]\n{server_extra}\n"),
+                1,
+            )
+        },
+        env,
+    )
     .await;
     World {
         google,
@@ -797,4 +804,160 @@ async fn upgrade_hands_the_listening_socket_to_a_new_process_without_refusing_a_
         new_logs()
     );
     eprintln!("binary upgrade under traffic: {ok} requests, none failed");
+}
+
+/// Kills a process that is not our child (a successor started by the
+/// proxy) when the test ends, passing or not.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid and a plain signal number.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+        }
+    }
+}
+
+/// The next datagram on the fake `NOTIFY_SOCKET` (10 s at most).
+async fn notified(socket: &tokio::net::UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), socket.recv(&mut buf))
+        .await
+        .expect("no notification to systemd within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn sigusr2_starts_the_binary_again_which_takes_over_and_becomes_systemds_main_process() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("upgrade.sock");
+    // systemd's side of Type=notify: a datagram socket named by NOTIFY_SOCKET.
+    let notify_path = dir.path().join("notify");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+    let server_extra = format!(
+        "upgrade_socket = \"{}\"\nshutdown_grace = \"2s\"",
+        sock.display()
+    );
+    let w = world_with_server_env(
+        &server_extra,
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(notified(&notify).await, "READY=1");
+    let (b, _) = w.signed_in("/").await;
+    let cookies = cookie_header(&b, &w.url("/"));
+    let old_pid = w.proxy.pid() as i32;
+    let usr2 = || {
+        // SAFETY: kill(2) with our own child's pid and a plain signal number.
+        unsafe {
+            libc::kill(old_pid, libc::SIGUSR2);
+        }
+    };
+
+    // A configuration that no longer loads: the new process refuses to
+    // start, nothing is handed over, the running one keeps serving.
+    let good = std::fs::read_to_string(&w.proxy.config_path).unwrap();
+    std::fs::write(
+        &w.proxy.config_path,
+        good.replace("[server]", "[server]\nthreads = 0"),
+    )
+    .unwrap();
+    usr2();
+    w.proxy
+        .wait_for_log("binary upgrade failed: the new process exited before taking the sockets")
+        .await;
+    let mut buf = [0u8; 64];
+    assert!(
+        notify.try_recv(&mut buf).is_err(),
+        "systemd was told of a new main process that never served"
+    );
+    let answer = harness::client()
+        .get(w.url("/"))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    std::fs::write(&w.proxy.config_path, &good).unwrap();
+
+    // A new connection per request across the switch.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let load = traffic(
+        w.url(""),
+        cookies.clone(),
+        4,
+        false,
+        stop.clone(),
+        done.clone(),
+    );
+    wait_traffic(&done, 50).await;
+    let slow = tokio::spawn(
+        harness::client()
+            .get(w.url("/delay/1500"))
+            .header("cookie", &cookies)
+            .send(),
+    );
+    usr2();
+    // Once the successor holds the sockets, the old process (systemd's
+    // main one) names it as the unit's main process.
+    let message = notified(&notify).await;
+    let new_pid: i32 = message
+        .strip_prefix("MAINPID=")
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected notification {message:?}"));
+    let _new = KillOnDrop(new_pid);
+    assert_ne!(new_pid, old_pid);
+
+    // The old process finishes its requests and exits on its own, after
+    // hearing that the new one serves.
+    let mut proxy = w.proxy;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = proxy.try_exit_status() {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old process did not exit:\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}\n{}", proxy.logs());
+    let logs = proxy.logs();
+    assert!(logs.contains("listener sockets sent"), "{logs}");
+    assert!(
+        logs.contains("binary upgrade: the new process serves"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("listening socket taken over from the previous process"),
+        "{logs}"
+    );
+    // Only the new process answers now, on the same port.
+    wait_traffic(&done, 100).await;
+    assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::OK);
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}\n{}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)],
+        proxy.logs()
+    );
+    // SAFETY: kill(2) with signal 0 only checks that the pid exists.
+    assert_eq!(
+        unsafe { libc::kill(new_pid, 0) },
+        0,
+        "the new process is gone"
+    );
+    eprintln!("SIGUSR2 upgrade under traffic: {ok} requests, none failed");
 }
