@@ -148,8 +148,8 @@ fn error(answer: &Value) -> &str {
 }
 
 #[tokio::test]
-async fn assertion_verified_by_pyjwt_and_jose_and_forgeries_rejected() {
-    let Some(verifiers) = Verifier::require("assertion_verified_by_pyjwt_and_jose") else {
+async fn assertion_verified_by_pyjwt_jose_and_go_and_forgeries_rejected() {
+    let Some(verifiers) = Verifier::require("assertion_verified_by_pyjwt_jose_and_go") else {
         return;
     };
     let keys = tempfile::tempdir().expect("temp dir");
@@ -264,6 +264,7 @@ async fn assertion_verified_by_pyjwt_and_jose_and_forgeries_rejected() {
                 "ERR_JWS_SIGNATURE_VERIFICATION_FAILED",
                 "ERR_JWKS_NO_MATCHING_KEY",
             ],
+            Verifier::Go => ["ErrExpired", "ErrSignature", "ErrUnknownKey"],
         };
         for (i, want) in expected.iter().enumerate() {
             assert_eq!(error(&answers[i + 1]), *want, "{name}, case {}", i + 1);
@@ -275,6 +276,7 @@ async fn assertion_verified_by_pyjwt_and_jose_and_forgeries_rejected() {
         let want = match v {
             Verifier::PyJwt => "InvalidAudienceError",
             Verifier::Jose => "ERR_JWT_CLAIM_VALIDATION_FAILED",
+            Verifier::Go => "ErrAudience",
         };
         assert_eq!(error(&other[0]), want, "{name}");
     }

@@ -1,8 +1,9 @@
 //! Independent verifiers of the identity assertion: Python's PyJWT
-//! (tests/verifiers/verify.py) and Node's `jose` (tests/verifiers/verify.mjs),
+//! (tests/verifiers/verify.py), Node's `jose` (tests/verifiers/verify.mjs)
+//! and Go's standard library (tests/verifiers/go, the README's Go code),
 //! each run once per batch of tokens, fetching the JWK Set from Portcullis
 //! itself. Installed by `scripts/install-deps test` (pip --target
-//! tests/verifiers/pydeps, npm ci in tests/verifiers).
+//! tests/verifiers/pydeps, npm ci in tests/verifiers, golang-go).
 #![allow(dead_code)]
 
 use std::io::Write as _;
@@ -17,6 +18,42 @@ pub enum Verifier {
     PyJwt,
     /// `jose` (npm).
     Jose,
+    /// Go's crypto/ecdsa, no third-party module (tests/verifiers/go).
+    Go,
+}
+
+/// `go build` of tests/verifiers/go once per test binary, in GOPATH mode
+/// (no module download), caches under Cargo's target temp dir.
+fn go_binary() -> Result<PathBuf, String> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-verifier");
+            let binary = out.join("verify");
+            let output = Command::new("go")
+                .args(["build", "-o"])
+                .arg(&binary)
+                .args(["main.go", "assertion.go"])
+                .current_dir(dir().join("go"))
+                .env("GO111MODULE", "off")
+                .env("GOCACHE", out.join("gocache"))
+                .env("GOPATH", out.join("gopath"))
+                .env("GOENV", "off")
+                .env("GOFLAGS", "")
+                .env("GOPROXY", "off")
+                .env("GOTOOLCHAIN", "local")
+                .output()
+                .map_err(|e| format!("cannot run go build (Debian package golang-go): {e}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "go build of tests/verifiers/go failed ({}):\n{}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+            Ok(binary)
+        })
+        .clone()
 }
 
 fn dir() -> PathBuf {
@@ -24,12 +61,13 @@ fn dir() -> PathBuf {
 }
 
 impl Verifier {
-    pub const ALL: [Verifier; 2] = [Verifier::PyJwt, Verifier::Jose];
+    pub const ALL: [Verifier; 3] = [Verifier::PyJwt, Verifier::Jose, Verifier::Go];
 
     pub fn name(self) -> &'static str {
         match self {
             Verifier::PyJwt => "PyJWT",
             Verifier::Jose => "jose",
+            Verifier::Go => "Go",
         }
     }
 
@@ -45,6 +83,7 @@ impl Verifier {
                 c.arg(dir().join("verify.mjs"));
                 c
             }
+            Verifier::Go => Command::new(go_binary().expect("checked by available()")),
         };
         command.current_dir(dir());
         for var in [
@@ -78,6 +117,7 @@ impl Verifier {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status(),
+            Verifier::Go => return go_binary().map(drop),
         };
         match probe {
             Ok(s) if s.success() => Ok(()),
@@ -89,9 +129,9 @@ impl Verifier {
         }
     }
 
-    /// Both verifiers, or `None` (the test returns: skipped) when one is
+    /// All verifiers, or `None` (the test returns: skipped) when one is
     /// missing; with `CI` set a missing one is a panic, never a skip.
-    pub fn require(test: &str) -> Option<[Verifier; 2]> {
+    pub fn require(test: &str) -> Option<[Verifier; 3]> {
         for v in Verifier::ALL {
             if let Err(why) = v.available() {
                 if super::oidc_peer::in_ci() {
