@@ -288,18 +288,20 @@ pub(crate) fn sighup(proxy: &harness::Portcullis) {
     }
 }
 
-/// Traffic: `workers` clients, each on its own keep-alive connection,
-/// sending signed-in requests until `stop`; returns (succeeded, failures).
-fn traffic(
-    url: String,
-    cookies: String,
-    workers: usize,
-    keep_alive: bool,
+/// Traffic: `workers` clients, each on its own connection (kept alive or
+/// a new one per request), sending signed-in requests until finished.
+struct Traffic {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
-    use std::sync::atomic::Ordering;
-    tokio::spawn(async move {
+    clients: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Traffic {
+    /// Started, and 50 requests answered.
+    async fn start(url: String, cookies: String, workers: usize, keep_alive: bool) -> Traffic {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let tasks = (0..workers).map(|w| {
             let (url, cookies, stop, done) =
                 (url.clone(), cookies.clone(), stop.clone(), done.clone());
@@ -334,32 +336,84 @@ fn traffic(
                 (ok, failed)
             })
         });
-        let mut ok = 0;
-        let mut failed = Vec::new();
-        for t in futures_util::future::join_all(tasks).await {
-            let (o, f) = t.unwrap();
-            ok += o;
-            failed.extend(f);
+        let tasks: Vec<_> = tasks.collect();
+        let clients = tokio::spawn(async move {
+            let mut ok = 0;
+            let mut failed = Vec::new();
+            for t in futures_util::future::join_all(tasks).await {
+                let (o, f) = t.unwrap();
+                ok += o;
+                failed.extend(f);
+            }
+            (ok, failed)
+        });
+        let traffic = Traffic {
+            stop,
+            done,
+            clients,
+        };
+        traffic.more(50).await;
+        traffic
+    }
+
+    /// Waits until `more` further requests were answered (15 s at most).
+    async fn more(&self, more: usize) {
+        let target = self.done.load(std::sync::atomic::Ordering::Relaxed) + more;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        while self.done.load(std::sync::atomic::Ordering::Relaxed) < target {
+            assert!(tokio::time::Instant::now() < deadline, "traffic stalled");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        (ok, failed)
-    })
+    }
+
+    /// Stops the clients; panics (with `context()`) if any request failed.
+    /// Returns how many succeeded.
+    async fn finish(self, context: impl Fn() -> String) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = self.clients.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "{} of {} failed: {:?}\n{}",
+            failed.len(),
+            ok + failed.len(),
+            &failed[..failed.len().min(5)],
+            context()
+        );
+        ok
+    }
 }
 
-/// Waits until `done` has grown by `more` (15 s at most).
-async fn wait_traffic(done: &std::sync::atomic::AtomicUsize, more: usize) {
-    let target = done.load(std::sync::atomic::Ordering::Relaxed) + more;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    while done.load(std::sync::atomic::Ordering::Relaxed) < target {
-        assert!(tokio::time::Instant::now() < deadline, "traffic stalled");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+/// A signed-in request that takes 1.5 s upstream: in flight across a switch.
+fn slow_request(
+    url: String,
+    cookies: &str,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    tokio::spawn(
+        harness::client()
+            .get(format!("{url}/delay/1500"))
+            .header("cookie", cookies)
+            .send(),
+    )
+}
+
+/// Waits (30 s at most) for the old process of a hand-over to exit on its own.
+async fn exits_on_its_own(proxy: &mut harness::Portcullis) -> std::process::ExitStatus {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = proxy.try_exit_status() {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old process did not exit:\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
 #[tokio::test]
 async fn sighup_reloads_providers_rules_and_secret_under_traffic_without_a_failure() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
-
     let google = mock_google::start(CLIENT_ID, CLIENT_SECRET).await;
     google.set_auto_approve(Some(TestUser::alice()));
     let acme = mock_google::start("acme-client", "acme-secret").await;
@@ -437,30 +491,15 @@ allowed_emails = ["nobody@example.com"]
         .unwrap();
     assert!(!picker.contains("/oauth2/start/acme"));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let load = traffic(
-        w.url(""),
-        cookies.clone(),
-        4,
-        true,
-        stop.clone(),
-        done.clone(),
-    );
-    wait_traffic(&done, 50).await;
+    let load = Traffic::start(w.url(""), cookies.clone(), 4, true).await;
     // A slow request in flight across the reload finishes.
-    let slow = tokio::spawn(
-        harness::client()
-            .get(w.url("/delay/1500"))
-            .header("cookie", &cookies)
-            .send(),
-    );
+    let slow = slow_request(w.url(""), &cookies);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     std::fs::write(&w.proxy.config_path, &after).unwrap();
     sighup(&w.proxy);
     w.proxy.wait_for_log("configuration reloaded").await;
-    wait_traffic(&done, 200).await;
+    load.more(200).await;
 
     // After: the new rules apply to new requests, the new provider signs in.
     assert_eq!(
@@ -515,7 +554,7 @@ allowed_emails = ["nobody@example.com"]
         "{logs}"
     );
     assert!(refused.iter().any(|l| l.contains("bogus")), "{logs}");
-    wait_traffic(&done, 100).await;
+    load.more(100).await;
     assert_eq!(
         get("/open/x", false).await.unwrap().status(),
         StatusCode::OK
@@ -528,15 +567,7 @@ allowed_emails = ["nobody@example.com"]
         .unwrap();
     assert!(picker.contains("/oauth2/start/acme"));
 
-    stop.store(true, Ordering::Relaxed);
-    let (ok, failed) = load.await.unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {:?}",
-        failed.len(),
-        ok + failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    let ok = load.finish(String::new).await;
     assert!(ok >= 350, "{ok}");
     eprintln!("reload under traffic: {ok} requests, none failed");
     // The old session (sealed with the previous secret) kept working, and
@@ -701,9 +732,6 @@ async fn otlp_spans_of_a_sign_in_with_parent_links_and_traceparent_upstream() {
 
 #[tokio::test]
 async fn upgrade_hands_the_listening_socket_to_a_new_process_without_refusing_a_connection() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
-
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("upgrade.sock");
     let server_extra = format!(
@@ -717,23 +745,8 @@ async fn upgrade_hands_the_listening_socket_to_a_new_process_without_refusing_a_
 
     // A new connection per request: any moment without a listener would
     // show as a refused connection.
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let load = traffic(
-        w.url(""),
-        cookies.clone(),
-        4,
-        false,
-        stop.clone(),
-        done.clone(),
-    );
-    wait_traffic(&done, 50).await;
-    let slow = tokio::spawn(
-        harness::client()
-            .get(w.url("/delay/1500"))
-            .header("cookie", &cookies)
-            .send(),
-    );
+    let load = Traffic::start(w.url(""), cookies.clone(), 4, false).await;
+    let slow = slow_request(w.url(""), &cookies);
 
     // The new process waits for the sockets; the old one hands them over on SIGQUIT.
     let log = dir.path().join("new.log");
@@ -763,18 +776,7 @@ async fn upgrade_hands_the_listening_socket_to_a_new_process_without_refusing_a_
     }
     // The old process finishes its requests and exits on its own.
     let mut proxy = w.proxy;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = proxy.try_exit_status() {
-            break status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the old process did not exit:\n{}",
-            proxy.logs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let status = exits_on_its_own(&mut proxy).await;
     assert!(status.success(), "{status}\n{}", proxy.logs());
     assert!(
         proxy.logs().contains("listener sockets sent"),
@@ -782,20 +784,13 @@ async fn upgrade_hands_the_listening_socket_to_a_new_process_without_refusing_a_
         proxy.logs()
     );
     // Only the new process answers now, on the same port.
-    wait_traffic(&done, 100).await;
+    load.more(100).await;
     assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::OK);
-    stop.store(true, Ordering::Relaxed);
-    let (ok, failed) = load.await.unwrap();
+    let ok = load
+        .finish(|| format!("new process:\n{}", new_logs()))
+        .await;
     let _ = new.kill();
     let _ = new.wait();
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {:?}\nnew process:\n{}",
-        failed.len(),
-        ok + failed.len(),
-        &failed[..failed.len().min(5)],
-        new_logs()
-    );
     // The proxy's own HTTP/1 loop took part: its per-thread sockets came
     // over (not only pingora's admin listener).
     assert!(
@@ -831,9 +826,6 @@ async fn notified(socket: &tokio::net::UnixDatagram) -> String {
 
 #[tokio::test]
 async fn sigusr2_starts_the_binary_again_which_takes_over_and_becomes_systemds_main_process() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
-
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("upgrade.sock");
     // systemd's side of Type=notify: a datagram socket named by NOTIFY_SOCKET.
@@ -886,23 +878,8 @@ async fn sigusr2_starts_the_binary_again_which_takes_over_and_becomes_systemds_m
     std::fs::write(&w.proxy.config_path, &good).unwrap();
 
     // A new connection per request across the switch.
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let load = traffic(
-        w.url(""),
-        cookies.clone(),
-        4,
-        false,
-        stop.clone(),
-        done.clone(),
-    );
-    wait_traffic(&done, 50).await;
-    let slow = tokio::spawn(
-        harness::client()
-            .get(w.url("/delay/1500"))
-            .header("cookie", &cookies)
-            .send(),
-    );
+    let load = Traffic::start(w.url(""), cookies.clone(), 4, false).await;
+    let slow = slow_request(w.url(""), &cookies);
     usr2();
     // Once the successor holds the sockets, the old process (systemd's
     // main one) names it as the unit's main process.
@@ -917,18 +894,7 @@ async fn sigusr2_starts_the_binary_again_which_takes_over_and_becomes_systemds_m
     // The old process finishes its requests and exits on its own, after
     // hearing that the new one serves.
     let mut proxy = w.proxy;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = proxy.try_exit_status() {
-            break status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the old process did not exit:\n{}",
-            proxy.logs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let status = exits_on_its_own(&mut proxy).await;
     assert!(status.success(), "{status}\n{}", proxy.logs());
     let logs = proxy.logs();
     assert!(logs.contains("listener sockets sent"), "{logs}");
@@ -941,18 +907,9 @@ async fn sigusr2_starts_the_binary_again_which_takes_over_and_becomes_systemds_m
         "{logs}"
     );
     // Only the new process answers now, on the same port.
-    wait_traffic(&done, 100).await;
+    load.more(100).await;
     assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::OK);
-    stop.store(true, Ordering::Relaxed);
-    let (ok, failed) = load.await.unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {:?}\n{}",
-        failed.len(),
-        ok + failed.len(),
-        &failed[..failed.len().min(5)],
-        proxy.logs()
-    );
+    let ok = load.finish(|| proxy.logs()).await;
     // SAFETY: kill(2) with signal 0 only checks that the pid exists.
     assert_eq!(
         unsafe { libc::kill(new_pid, 0) },

@@ -411,24 +411,31 @@ fn start(framework: Framework) -> Result<App, String> {
     })
 }
 
+/// `go build -o binary` in `source` (add the files): GOPATH mode, so no go.mod
+/// and no module download, caches in `scratch`, nothing from the network.
+pub fn go_build(source: &Path, scratch: &Path, binary: &Path) -> Command {
+    let mut command = Command::new("go");
+    command
+        .args(["build", "-o"])
+        .arg(binary)
+        .current_dir(source)
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", scratch.join("gocache"))
+        .env("GOPATH", scratch.join("gopath"))
+        .env("GOENV", "off")
+        .env("GOFLAGS", "")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local");
+    command
+}
+
 /// `go build` of `tests/frameworks/go/main.go` into `dir/server`: GOPATH mode (no go.mod,
 /// no module download), caches in `dir`, nothing from the network. Cgo stays as installed:
 /// with `CGO_ENABLED=0` Go 1.19 rebuilds its standard library (10 s instead of 1).
 fn build_go(dir: &Path) -> Result<PathBuf, String> {
     let binary = dir.join("server");
-    let mut command = Command::new("go");
-    command
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg("main.go")
-        .current_dir(Path::new(DIR).join("go"))
-        .env("GO111MODULE", "off")
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOPATH", dir.join("gopath"))
-        .env("GOENV", "off")
-        .env("GOFLAGS", "")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local");
+    let mut command = go_build(&Path::new(DIR).join("go"), dir, &binary);
+    command.arg("main.go");
     let output = run_tied(command).map_err(|e| format!("cannot run go build: {e}"))?;
     if !output.status.success() {
         return Err(format!(

@@ -30,18 +30,8 @@ fn go_binary() -> Result<PathBuf, String> {
         .get_or_init(|| {
             let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-verifier");
             let binary = out.join("verify");
-            let output = Command::new("go")
-                .args(["build", "-o"])
-                .arg(&binary)
+            let output = super::frameworks::go_build(&dir().join("go"), &out, &binary)
                 .args(["main.go", "assertion.go"])
-                .current_dir(dir().join("go"))
-                .env("GO111MODULE", "off")
-                .env("GOCACHE", out.join("gocache"))
-                .env("GOPATH", out.join("gopath"))
-                .env("GOENV", "off")
-                .env("GOFLAGS", "")
-                .env("GOPROXY", "off")
-                .env("GOTOOLCHAIN", "local")
                 .output()
                 .map_err(|e| format!("cannot run go build (Debian package golang-go): {e}"))?;
             if !output.status.success() {
