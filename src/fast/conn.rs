@@ -57,6 +57,8 @@ struct Worker {
     open: Cell<usize>,
     /// Signalled when the last open connection ends.
     all_closed: tokio::sync::Notify,
+    /// A spare buffer for the header lines we add to an upstream head.
+    extra_lines: Cell<Vec<u8>>,
 }
 
 /// Counts a connection as open while it lives.
@@ -114,6 +116,7 @@ pub(super) fn run_thread(
             current,
             open: Cell::new(0),
             all_closed: tokio::sync::Notify::new(),
+            extra_lines: Cell::new(Vec::with_capacity(1024)),
         });
         let sweeper = worker.clone();
         tokio::task::spawn_local(async move {
@@ -506,18 +509,22 @@ async fn proxy(
         // one; the app gets the site's own name.
         let _ = req.insert_header(http::header::HOST, w.public_host.clone());
     }
+    // The headers we add, as lines for the head (not into the map).
+    let mut extra = w.extra_lines.take();
+    extra.clear();
     if app
-        .prepare_upstream_request(Some(ip), req, ctx.identity.as_ref(), &ctx.request_id)
-        .and_then(|()| {
-            app.add_identity_extras(
-                req,
-                ctx.identity.as_ref(),
-                ctx.session_expires_at,
-                ctx.access_token.as_ref(),
-            )
-        })
+        .prepare_upstream_head(
+            Some(ip),
+            req,
+            ctx.identity.as_ref(),
+            &ctx.request_id,
+            ctx.session_expires_at,
+            ctx.access_token.as_ref(),
+            &mut extra,
+        )
         .is_err()
     {
+        w.extra_lines.set(extra);
         ctx.outcome = "proxy_error";
         let close = ex.framing != Framing::None || !ex.keep_alive;
         let reply = crate::proxy::internal_error();
@@ -541,8 +548,9 @@ async fn proxy(
             TargetState::Rewritten(t) => t.as_bytes(),
             _ => req.raw_path(),
         };
-        wire::write_request_head(&mut head, req, target, ex.framing);
+        wire::write_request_head_with(&mut head, req, target, &extra, ex.framing);
     }
+    w.extra_lines.set(extra);
     if ex.expect_continue && ex.framing != Framing::None {
         // The gate has judged the head: the body may come (RFC 9110 §10.1.1).
         // Expect itself does not go on: we answered it.
