@@ -550,6 +550,16 @@ pub fn named_by_connection<'a>(
 /// identity are never removable this way (identity headers are set after).
 /// The body framing headers go too: `write_request_head` writes our own.
 pub fn strip_hop_by_hop(req: &mut RequestHeader) {
+    // Usually there is none: one pass over the names instead of a lookup
+    // per hop-by-hop name. (`Connection` is one of them, so no header is
+    // named by it either.)
+    if !req
+        .headers
+        .keys()
+        .any(|name| is_hop_by_hop(name.as_str().as_bytes()))
+    {
+        return;
+    }
     let mut named: Vec<HeaderName> = Vec::new();
     for value in req.headers.get_all(http::header::CONNECTION) {
         for token in connection_tokens(value.as_bytes()).flatten() {
@@ -842,6 +852,46 @@ mod tests {
 
     fn framing(raw: &str) -> Result<Framing, BadRequest> {
         req(raw).map(|h| h.expect("complete").framing)
+    }
+
+    #[test]
+    fn hop_by_hop_headers_never_go_on() {
+        let hop = [
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "TE",
+            "Trailer",
+            "Transfer-Encoding",
+            "Upgrade",
+            "HTTP2-Settings",
+            "Content-Length",
+            "Expect",
+        ];
+        // Each alone (the quick check must see every one of them).
+        for name in hop {
+            let mut r = RequestHeader::build_no_case("GET", b"/", None).unwrap();
+            r.append_header("Host", "a").unwrap();
+            r.append_header(name, "x").unwrap();
+            strip_hop_by_hop(&mut r);
+            assert!(r.headers.get(name).is_none(), "{name}");
+            assert_eq!(r.headers.len(), 1, "{name}");
+        }
+        // Named by Connection; Host never goes.
+        let mut r = RequestHeader::build_no_case("GET", b"/", None).unwrap();
+        r.append_header("Host", "a").unwrap();
+        r.append_header("Connection", "X-Secret, host").unwrap();
+        r.append_header("X-Secret", "1").unwrap();
+        r.append_header("Accept", "*/*").unwrap();
+        strip_hop_by_hop(&mut r);
+        let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "accept"]);
+        // Nothing to strip: nothing changes.
+        let mut r = RequestHeader::build_no_case("GET", b"/", None).unwrap();
+        r.append_header("Host", "a").unwrap();
+        r.append_header("X-Te", "1").unwrap();
+        strip_hop_by_hop(&mut r);
+        assert_eq!(r.headers.len(), 2);
     }
 
     #[test]
