@@ -17,9 +17,12 @@
 //!   idle; an idle connection holds no buffer.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -57,6 +60,8 @@ struct Worker {
     open: Cell<usize>,
     /// Signalled when the last open connection ends.
     all_closed: tokio::sync::Notify,
+    /// A spare buffer for the header lines we add to an upstream head.
+    extra_lines: Cell<Vec<u8>>,
 }
 
 /// Counts a connection as open while it lives.
@@ -114,6 +119,7 @@ pub(super) fn run_thread(
             current,
             open: Cell::new(0),
             all_closed: tokio::sync::Notify::new(),
+            extra_lines: Cell::new(Vec::with_capacity(1024)),
         });
         let sweeper = worker.clone();
         tokio::task::spawn_local(async move {
@@ -165,6 +171,83 @@ fn public_host(url: &url::Url) -> http::HeaderValue {
         .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"))
 }
 
+/// One timer per connection for its timeouts (the idle wait, a head, each
+/// upstream read) instead of a `tokio::time::timeout` per read, which read
+/// the clock and added and removed a timer-wheel entry each time. It is
+/// set only when a read has to wait (most find their bytes there), and
+/// setting it later than before is cheap: tokio moves a registered entry's
+/// deadline forward in place (`Sleep::reset`).
+struct Timer {
+    /// Made the first time a read waits.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set for the wait in progress.
+    armed: bool,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Timer {
+            sleep: None,
+            armed: false,
+        }
+    }
+
+    /// `fut`, or `None` when it is still waiting `limit` after it first had
+    /// to wait: one wait, as `tokio::time::timeout(limit, fut)` was.
+    async fn within<F: Future>(&mut self, limit: Duration, fut: F) -> Option<F::Output> {
+        self.armed = false;
+        self.run(fut, || tokio::time::Instant::now() + limit).await
+    }
+
+    /// As [`Timer::within`], but part of the same wait as the previous call
+    /// since [`Timer::restart`]: the deadline set then stays.
+    async fn still_within<F: Future>(&mut self, limit: Duration, fut: F) -> Option<F::Output> {
+        self.run(fut, || tokio::time::Instant::now() + limit).await
+    }
+
+    /// `fut`, or `None` at `deadline`.
+    async fn until<F: Future>(
+        &mut self,
+        deadline: tokio::time::Instant,
+        fut: F,
+    ) -> Option<F::Output> {
+        self.armed = false;
+        self.run(fut, || deadline).await
+    }
+
+    /// A new wait begins (see [`Timer::still_within`]).
+    fn restart(&mut self) {
+        self.armed = false;
+    }
+
+    async fn run<F: Future>(
+        &mut self,
+        fut: F,
+        deadline: impl Fn() -> tokio::time::Instant,
+    ) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            let sleep = match &mut self.sleep {
+                Some(sleep) => {
+                    if !self.armed {
+                        sleep.as_mut().reset(deadline());
+                    }
+                    sleep
+                }
+                None => self
+                    .sleep
+                    .insert(Box::pin(tokio::time::sleep_until(deadline()))),
+            };
+            self.armed = true;
+            sleep.as_mut().poll(cx).map(|()| None)
+        })
+        .await
+    }
+}
+
 enum HeadError {
     /// The client closed (or broke) the connection.
     Closed,
@@ -180,6 +263,7 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
     // Bytes read but not yet used: the rest of a pipelined batch or a body.
     let mut buf = BytesMut::new();
     let mut first = true;
+    let mut timer = Timer::new();
     loop {
         if buf.is_empty() {
             // Draining: a kept-alive connection closes between requests; a
@@ -195,11 +279,12 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
             } else {
                 w.idle_timeout
             };
-            let deadline = tokio::time::Instant::now() + wait;
+            timer.restart();
             let arrived = loop {
                 tokio::select! {
-                    ready = tokio::time::timeout_at(deadline, client.readable()) => {
-                        if !matches!(ready, Ok(Ok(()))) {
+                    biased;
+                    ready = timer.still_within(wait, client.readable()) => {
+                        if !matches!(ready, Some(Ok(()))) {
                             break false;
                         }
                     }
@@ -218,13 +303,13 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
         }
         first = false;
         let started = std::time::Instant::now();
-        let head = match tokio::time::timeout(
-            w.header_timeout,
-            Box::pin(read_head(&mut client, &mut buf)),
-        )
-        .await
+        // The head's deadline counts from its first bytes.
+        let head_by = tokio::time::Instant::from_std(started + w.header_timeout);
+        let head = match timer
+            .until(head_by, Box::pin(read_head(&mut client, &mut buf)))
+            .await
         {
-            Err(_) => {
+            None => {
                 // Half a head and then nothing: 408, and the connection goes.
                 let reply = Reply::html(
                     408,
@@ -239,8 +324,8 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
                 log_unparsed(408, "request_timeout", ip, started);
                 break;
             }
-            Ok(Err(HeadError::Closed)) => break,
-            Ok(Err(HeadError::Bad(why))) => {
+            Some(Err(HeadError::Closed)) => break,
+            Some(Err(HeadError::Bad(why))) => {
                 let status = why.status();
                 let reply = Reply::html(
                     status,
@@ -255,11 +340,20 @@ async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
                 log_unparsed(status, "bad_request", ip, started);
                 break;
             }
-            Ok(Ok(head)) => head,
+            Some(Ok(head)) => head,
         };
         // Boxed: the request's (large) state lives only while a request
         // does; an idle connection's future stays small.
-        let keep = Box::pin(handle(&w, &mut client, ip, &mut buf, head, started)).await;
+        let keep = Box::pin(handle(
+            &w,
+            &mut client,
+            ip,
+            &mut buf,
+            head,
+            started,
+            &mut timer,
+        ))
+        .await;
         if !keep {
             break;
         }
@@ -318,6 +412,7 @@ async fn handle(
     buf: &mut BytesMut,
     head: RequestHead,
     started: std::time::Instant,
+    timer: &mut Timer,
 ) -> bool {
     // One configuration for the whole request, even across a reload.
     let mut ctx = Ctx::started_at(w.current.get(), started);
@@ -395,16 +490,19 @@ async fn handle(
                 started: ctx.started,
             };
             let (status, keep, error, done) =
-                proxy(w, app, client, ip, buf, &mut req, exchange, &mut ctx).await;
+                proxy(w, app, client, ip, buf, &mut req, exchange, &mut ctx, timer).await;
             counted = done;
             (status, keep, error)
         }
     };
+    // One clock read for the request's end (the clock is read often enough).
+    let ended = std::time::Instant::now();
+    let took = ended.saturating_duration_since(ctx.started);
     if !counted {
-        app.metrics().request(ctx.outcome, ctx.started.elapsed());
+        app.metrics().request(ctx.outcome, took);
     }
     if let Some(at) = ctx.upstream_started {
-        app.metrics().upstream(at.elapsed());
+        app.metrics().upstream(ended.saturating_duration_since(at));
     }
     end_spans(&mut ctx, status);
     let target = judged_target(&req, &ctx);
@@ -418,7 +516,7 @@ async fn handle(
             .as_ref()
             .map(|id| (id.provider.as_str(), id.subject.as_str())),
         client: Some(ip),
-        micros: ctx.started.elapsed().as_micros() as u64,
+        micros: took.as_micros() as u64,
         error,
         request_id: ctx.request_id.to_str().unwrap_or_default(),
     });
@@ -499,6 +597,7 @@ async fn proxy(
     req: &mut RequestHeader,
     ex: Exchange,
     ctx: &mut Ctx,
+    timer: &mut Timer,
 ) -> (u16, bool, Option<&'static str>, bool) {
     wire::strip_hop_by_hop(req);
     if !req.headers.contains_key(http::header::HOST) {
@@ -506,18 +605,22 @@ async fn proxy(
         // one; the app gets the site's own name.
         let _ = req.insert_header(http::header::HOST, w.public_host.clone());
     }
+    // The headers we add, as lines for the head (not into the map).
+    let mut extra = w.extra_lines.take();
+    extra.clear();
     if app
-        .prepare_upstream_request(Some(ip), req, ctx.identity.as_ref(), &ctx.request_id)
-        .and_then(|()| {
-            app.add_identity_extras(
-                req,
-                ctx.identity.as_ref(),
-                ctx.session_expires_at,
-                ctx.access_token.as_ref(),
-            )
-        })
+        .prepare_upstream_head(
+            Some(ip),
+            req,
+            ctx.identity.as_ref(),
+            &ctx.request_id,
+            ctx.session_expires_at,
+            ctx.access_token.as_ref(),
+            &mut extra,
+        )
         .is_err()
     {
+        w.extra_lines.set(extra);
         ctx.outcome = "proxy_error";
         let close = ex.framing != Framing::None || !ex.keep_alive;
         let reply = crate::proxy::internal_error();
@@ -541,8 +644,9 @@ async fn proxy(
             TargetState::Rewritten(t) => t.as_bytes(),
             _ => req.raw_path(),
         };
-        wire::write_request_head(&mut head, req, target, ex.framing);
+        wire::write_request_head_with(&mut head, req, target, &extra, ex.framing);
     }
+    w.extra_lines.set(extra);
     if ex.expect_continue && ex.framing != Framing::None {
         // The gate has judged the head: the body may come (RFC 9110 §10.1.1).
         // Expect itself does not go on: we answered it.
@@ -558,7 +662,7 @@ async fn proxy(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (mut upstream, reused) = match w.pool.take() {
+        let (mut upstream, reused) = match w.pool.take(ctx.started) {
             Some(s) if attempt == 1 => (s, true),
             _ => match w.pool.connect().await {
                 Ok(s) => (s, false),
@@ -580,12 +684,13 @@ async fn proxy(
             ex,
             reused,
             &ctx.set_cookies,
+            timer,
         )
         .await
         {
             Ok(done) => {
                 if done.upstream_reusable {
-                    w.pool.put(upstream);
+                    w.pool.put(upstream, done.answered);
                 }
                 let keep = ex.keep_alive && done.client_reusable && !w.draining.get();
                 return (done.status, keep, None, true);
@@ -661,6 +766,8 @@ fn target_text(ctx: &Ctx) -> String {
 /// How an exchange ended.
 struct Done {
     status: u16,
+    /// When the response head was ready to go to the client.
+    answered: std::time::Instant,
     upstream_reusable: bool,
     client_reusable: bool,
 }
@@ -676,6 +783,7 @@ async fn exchange(
     ex: Exchange,
     reused: bool,
     set_cookies: &[String],
+    timer: &mut Timer,
 ) -> Result<Done, Failure> {
     let (mut cr, mut cw) = client.split();
     let (mut ur, mut uw) = upstream.split();
@@ -709,13 +817,21 @@ async fn exchange(
             &mut ur,
             &mut rbuf,
             ex.head_only,
+            timer,
             w.read_timeout,
             reused && ex.framing == Framing::None,
         )
         .await?
     } else {
         let send = send_body(&mut cr, buf, &mut uw, ex.framing, w.read_timeout);
-        let recv = read_response_head(&mut ur, &mut rbuf, ex.head_only, w.read_timeout, false);
+        let recv = read_response_head(
+            &mut ur,
+            &mut rbuf,
+            ex.head_only,
+            timer,
+            w.read_timeout,
+            false,
+        );
         tokio::pin!(send);
         tokio::pin!(recv);
         loop {
@@ -754,7 +870,8 @@ async fn exchange(
     rbuf.advance(response.len);
     let status = response.status;
     // Counted before the answer leaves (see `handle`).
-    crate::metrics::global().request(ex.outcome, ex.started.elapsed());
+    let answered = std::time::Instant::now();
+    crate::metrics::global().request(ex.outcome, answered.saturating_duration_since(ex.started));
     let upstream_clean = relay_body(
         &mut ur,
         &mut cw,
@@ -762,11 +879,13 @@ async fn exchange(
         out,
         response.framing,
         out_framing,
+        timer,
         w.read_timeout,
     )
     .await?;
     Ok(Done {
         status,
+        answered,
         upstream_reusable: upstream_clean && body_done && !response.close,
         client_reusable: !close,
     })
@@ -777,6 +896,7 @@ async fn read_response_head<R: AsyncRead + Unpin>(
     ur: &mut R,
     rbuf: &mut BytesMut,
     head_only: bool,
+    timer: &mut Timer,
     read_timeout: Duration,
     may_be_stale: bool,
 ) -> Result<ResponseHead, Failure> {
@@ -799,12 +919,12 @@ async fn read_response_head<R: AsyncRead + Unpin>(
             }
         }
         rbuf.reserve(8192);
-        match tokio::time::timeout(read_timeout, ur.read_buf(rbuf)).await {
-            Err(_) => return Err(Failure::Upstream("read_timeout")),
-            Ok(Ok(0)) | Ok(Err(_)) if may_be_stale && !got_any => return Err(Failure::Stale),
-            Ok(Ok(0)) => return Err(Failure::Upstream("closed")),
-            Ok(Err(_)) => return Err(Failure::Upstream("read_error")),
-            Ok(Ok(_)) => got_any = true,
+        match timer.within(read_timeout, ur.read_buf(rbuf)).await {
+            None => return Err(Failure::Upstream("read_timeout")),
+            Some(Ok(0)) | Some(Err(_)) if may_be_stale && !got_any => return Err(Failure::Stale),
+            Some(Ok(0)) => return Err(Failure::Upstream("closed")),
+            Some(Err(_)) => return Err(Failure::Upstream("read_error")),
+            Some(Ok(_)) => got_any = true,
         }
     }
 }
@@ -885,6 +1005,7 @@ async fn read_more<R: AsyncRead + Unpin>(
 /// Sends `out` (the response head) and the response body to the client.
 /// Returns whether the upstream connection ended cleanly at the body's end
 /// (nothing read past it).
+#[allow(clippy::too_many_arguments)]
 async fn relay_body<R, W>(
     ur: &mut R,
     cw: &mut W,
@@ -892,6 +1013,7 @@ async fn relay_body<R, W>(
     mut out: Vec<u8>,
     from: Framing,
     to: Framing,
+    timer: &mut Timer,
     read_timeout: Duration,
 ) -> Result<bool, Failure>
 where
@@ -914,8 +1036,8 @@ where
             while left > 0 {
                 rbuf.clear();
                 rbuf.reserve(64 * 1024);
-                match tokio::time::timeout(read_timeout, ur.read_buf(rbuf)).await {
-                    Ok(Ok(n)) if n > 0 => {}
+                match timer.within(read_timeout, ur.read_buf(rbuf)).await {
+                    Some(Ok(n)) if n > 0 => {}
                     _ => return Err(Failure::Midway("upstream_body")),
                 }
                 let n = (rbuf.len() as u64).min(left) as usize;
@@ -960,9 +1082,9 @@ where
                 }
                 rbuf.clear();
                 rbuf.reserve(64 * 1024);
-                match tokio::time::timeout(read_timeout, ur.read_buf(rbuf)).await {
-                    Ok(Ok(0)) if from == Framing::UntilClose => eof = true,
-                    Ok(Ok(n)) if n > 0 => {}
+                match timer.within(read_timeout, ur.read_buf(rbuf)).await {
+                    Some(Ok(0)) if from == Framing::UntilClose => eof = true,
+                    Some(Ok(n)) if n > 0 => {}
                     _ => return Err(Failure::Midway("upstream_body")),
                 }
             }
@@ -1074,6 +1196,7 @@ async fn tunnel(
             out,
             response.framing,
             response.framing,
+            &mut Timer::new(),
             w.read_timeout,
         )
         .await

@@ -29,10 +29,11 @@ impl Pool {
     }
 
     /// An idle connection that is still open, most recently used first.
-    pub fn take(&self) -> Option<TcpStream> {
+    /// `now`: a recent reading of the clock (the request's start).
+    pub fn take(&self, now: Instant) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
         while let Some((stream, since)) = idle.pop() {
-            if since.elapsed() < UPSTREAM_IDLE && is_open(&stream) {
+            if now.saturating_duration_since(since) < UPSTREAM_IDLE && is_open(&stream) {
                 return Some(stream);
             }
         }
@@ -48,11 +49,12 @@ impl Pool {
         Ok(stream)
     }
 
-    /// Gives a connection back after a complete exchange.
-    pub fn put(&self, stream: TcpStream) {
+    /// Gives a connection back after a complete exchange; `now`: a recent
+    /// reading of the clock.
+    pub fn put(&self, stream: TcpStream, now: Instant) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < self.max {
-            idle.push((stream, Instant::now()));
+            idle.push((stream, now));
         }
     }
 

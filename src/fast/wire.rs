@@ -133,7 +133,7 @@ pub fn parse_request(buf: &Bytes) -> Result<Option<RequestHead>, BadRequest> {
     };
     let target = parsed.path.ok_or(BadRequest::Syntax)?;
     let mut req =
-        RequestHeader::build_no_case(method, target.as_bytes(), Some(parsed.headers.len()))
+        RequestHeader::build_no_case(method, target.as_bytes(), Some(parsed.headers.len() + 4))
             .map_err(|_| BadRequest::Syntax)?;
     req.set_version(version);
 
@@ -550,6 +550,16 @@ pub fn named_by_connection<'a>(
 /// identity are never removable this way (identity headers are set after).
 /// The body framing headers go too: `write_request_head` writes our own.
 pub fn strip_hop_by_hop(req: &mut RequestHeader) {
+    // Usually there is none: one pass over the names instead of a lookup
+    // per hop-by-hop name. (`Connection` is one of them, so no header is
+    // named by it either.)
+    if !req
+        .headers
+        .keys()
+        .any(|name| is_hop_by_hop(name.as_str().as_bytes()))
+    {
+        return;
+    }
     let mut named: Vec<HeaderName> = Vec::new();
     for value in req.headers.get_all(http::header::CONNECTION) {
         for token in connection_tokens(value.as_bytes()).flatten() {
@@ -583,6 +593,18 @@ pub fn strip_hop_by_hop(req: &mut RequestHeader) {
 /// `METHOD target HTTP/1.1`, its fields (lower-case names), then our
 /// framing field.
 pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHeader, target: &[u8], body: Framing) {
+    write_request_head_with(out, req, target, &[], body);
+}
+
+/// [`write_request_head`] with `extra`, header lines of ours (CRLF-ended,
+/// names absent from `req`), after the request's fields.
+pub fn write_request_head_with(
+    out: &mut Vec<u8>,
+    req: &RequestHeader,
+    target: &[u8],
+    extra: &[u8],
+    body: Framing,
+) {
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target);
@@ -593,6 +615,7 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHeader, target: &[u8],
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(extra);
     match body {
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
@@ -610,9 +633,21 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHeader, target: &[u8],
     out.extend_from_slice(b"\r\n");
 }
 
-fn itoa_u64(out: &mut Vec<u8>, n: u64) -> std::io::Result<()> {
-    use std::io::Write;
-    write!(out, "{n}")
+/// Decimal digits of `n` (what `write!` gives, without the formatting
+/// machinery).
+fn itoa_u64(out: &mut Vec<u8>, mut n: u64) -> std::io::Result<()> {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    Ok(())
 }
 
 fn itoa_u16(out: &mut Vec<u8>, n: u16) -> std::io::Result<()> {
@@ -817,6 +852,55 @@ mod tests {
 
     fn framing(raw: &str) -> Result<Framing, BadRequest> {
         req(raw).map(|h| h.expect("complete").framing)
+    }
+
+    #[test]
+    fn hop_by_hop_headers_never_go_on() {
+        let hop = [
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "TE",
+            "Trailer",
+            "Transfer-Encoding",
+            "Upgrade",
+            "HTTP2-Settings",
+            "Content-Length",
+            "Expect",
+        ];
+        // Each alone (the quick check must see every one of them).
+        for name in hop {
+            let mut r = RequestHeader::build_no_case("GET", b"/", None).unwrap();
+            r.append_header("Host", "a").unwrap();
+            r.append_header(name, "x").unwrap();
+            strip_hop_by_hop(&mut r);
+            assert!(r.headers.get(name).is_none(), "{name}");
+            assert_eq!(r.headers.len(), 1, "{name}");
+        }
+        // Named by Connection; Host never goes.
+        let mut r = RequestHeader::build_no_case("GET", b"/", None).unwrap();
+        r.append_header("Host", "a").unwrap();
+        r.append_header("Connection", "X-Secret, host").unwrap();
+        r.append_header("X-Secret", "1").unwrap();
+        r.append_header("Accept", "*/*").unwrap();
+        strip_hop_by_hop(&mut r);
+        let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "accept"]);
+        // Nothing to strip: nothing changes.
+        let mut r = RequestHeader::build_no_case("GET", b"/", None).unwrap();
+        r.append_header("Host", "a").unwrap();
+        r.append_header("X-Te", "1").unwrap();
+        strip_hop_by_hop(&mut r);
+        assert_eq!(r.headers.len(), 2);
+    }
+
+    #[test]
+    fn decimal_digits() {
+        for n in [0, 7, 10, 99, 100, 65535, 1 << 40, u64::MAX] {
+            let mut out = Vec::new();
+            itoa_u64(&mut out, n).unwrap();
+            assert_eq!(out, n.to_string().into_bytes());
+        }
     }
 
     #[test]

@@ -155,12 +155,12 @@ impl IdentityHeaders {
     fn each<E>(
         &self,
         id: &Identity,
-        mut f: impl FnMut(&HeaderName, HeaderValue) -> Result<(), E>,
+        mut f: impl FnMut(&HeaderName, &HeaderValue) -> Result<(), E>,
     ) -> Result<(), E> {
         let n = &self.names;
         let v = prebuilt::values(id);
-        f(&n.user, v.user.clone())?;
-        f(&n.provider, v.provider.clone())?;
+        f(&n.user, &v.user)?;
+        f(&n.provider, &v.provider)?;
         for (name, value) in [
             (&n.email, &v.email),
             (&n.name, &v.name),
@@ -169,7 +169,7 @@ impl IdentityHeaders {
             (&n.groups, &v.groups),
         ] {
             if let Some(value) = value {
-                f(name, value.clone())?;
+                f(name, value)?;
             }
         }
         Ok(())
@@ -177,18 +177,51 @@ impl IdentityHeaders {
 
     /// Adds the identity to a request going upstream.
     pub fn inject(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
-        self.each(id, |name, v| req.insert_header(name.clone(), v))
+        self.each(id, |name, v| req.insert_header(name.clone(), v.clone()))
+    }
+
+    /// The identity as header lines (`name: value` and CRLF) for a request
+    /// head being written: the fast path's [`Self::inject`], for a request
+    /// that [`Self::strip`] left without any copy of these names.
+    pub fn write_lines(&self, out: &mut Vec<u8>, id: &Identity) {
+        let _ = self.each(id, |name, v| {
+            put_line(out, name.as_str().as_bytes(), v.as_bytes());
+            Ok::<(), std::convert::Infallible>(())
+        });
+    }
+
+    /// Does a header we strip (an identity header, in any spelling) share
+    /// its name with one the proxy sets itself (`X-Request-Id`,
+    /// `X-Forwarded-*`, `traceparent`)? Then the headers must be added one
+    /// by one into the request's map, where a later one replaces an earlier
+    /// one of the same name.
+    pub fn shares_a_managed_name(&self) -> bool {
+        self.normalized.iter().any(|n| {
+            n.as_slice() == crate::request_id::HEADER.as_bytes()
+                || n.starts_with(b"x-forwarded-")
+                || n.as_slice() == b"traceparent"
+                || n.as_slice() == b"tracestate"
+        })
     }
 
     /// The identity as response headers (forward-auth `/oauth2/auth`).
     pub fn pairs(&self, id: &Identity) -> Vec<(HeaderName, HeaderValue)> {
         let mut out = Vec::with_capacity(7);
         let _ = self.each(id, |name, v| {
-            out.push((name.clone(), v));
+            out.push((name.clone(), v.clone()));
             Ok::<(), std::convert::Infallible>(())
         });
         out
     }
+}
+
+/// One header line of a head being written: `name: value` and CRLF.
+pub fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.reserve(name.len() + value.len() + 4);
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Everything but RFC 3986's unreserved characters is percent-encoded in
