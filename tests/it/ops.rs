@@ -814,6 +814,32 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The pid of `parent`'s one child process (10 s at most), from
+/// `/proc/<parent>/task/*/children`.
+async fn child_of(parent: i32) -> i32 {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).unwrap();
+        let children: Vec<i32> = tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+            .flat_map(|c| {
+                c.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect();
+        if let [one] = children[..] {
+            return one;
+        }
+        assert!(children.len() < 2, "more than one child: {children:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new process within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// The next datagram on the fake `NOTIFY_SOCKET` (10 s at most).
 async fn notified(socket: &tokio::net::UnixDatagram) -> String {
     let mut buf = [0u8; 512];
@@ -881,15 +907,14 @@ async fn sigusr2_starts_the_binary_again_which_takes_over_and_becomes_systemds_m
     let load = Traffic::start(w.url(""), cookies.clone(), 4, false).await;
     let slow = slow_request(w.url(""), &cookies);
     usr2();
-    // Once the successor holds the sockets, the old process (systemd's
-    // main one) names it as the unit's main process.
+    // The successor is the old process's child (killed when the test ends,
+    // whatever happens).
+    let child = child_of(old_pid).await;
+    let _new = KillOnDrop(child);
+    // Once it holds the sockets, the old process (systemd's main one) names
+    // it as the unit's main process.
     let message = notified(&notify).await;
-    let new_pid: i32 = message
-        .strip_prefix("MAINPID=")
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected notification {message:?}"));
-    let _new = KillOnDrop(new_pid);
-    assert_ne!(new_pid, old_pid);
+    assert_eq!(message, format!("MAINPID={child}"));
 
     // The old process finishes its requests and exits on its own, after
     // hearing that the new one serves.
@@ -912,7 +937,7 @@ async fn sigusr2_starts_the_binary_again_which_takes_over_and_becomes_systemds_m
     let ok = load.finish(|| proxy.logs()).await;
     // SAFETY: kill(2) with signal 0 only checks that the pid exists.
     assert_eq!(
-        unsafe { libc::kill(new_pid, 0) },
+        unsafe { libc::kill(child, 0) },
         0,
         "the new process is gone"
     );
