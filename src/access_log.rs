@@ -212,7 +212,9 @@ pub fn log(e: &Entry<'_>) {
 
 fn timestamp(line: &mut Vec<u8>, date_time: &[u8; 19], micros: u32) {
     line.extend_from_slice(date_time);
-    let _ = write!(line, ".{micros:06}Z");
+    line.push(b'.');
+    crate::digits::push_six(line, micros);
+    line.push(b'Z');
 }
 
 /// `key=value` pairs; a value with anything but plain visible ASCII is
@@ -222,7 +224,9 @@ pub fn write_fields_text(line: &mut Vec<u8>, e: &Entry<'_>) {
     text_value(line, e.method);
     line.extend_from_slice(b" path=");
     text_value(line, e.path);
-    let _ = write!(line, " status={} outcome=", e.status);
+    line.extend_from_slice(b" status=");
+    crate::digits::push_u64(line, u64::from(e.status));
+    line.extend_from_slice(b" outcome=");
     text_value(line, e.outcome);
     line.extend_from_slice(b" user=");
     match e.user {
@@ -235,12 +239,11 @@ pub fn write_fields_text(line: &mut Vec<u8>, e: &Entry<'_>) {
     }
     line.extend_from_slice(b" client=");
     match e.client {
-        Some(ip) => {
-            let _ = write!(line, "{ip}");
-        }
+        Some(ip) => crate::digits::push_ip(line, ip),
         None => line.push(b'-'),
     }
-    let _ = write!(line, " micros={}", e.micros);
+    line.extend_from_slice(b" micros=");
+    crate::digits::push_u64(line, e.micros);
     if let Some(error) = e.error {
         line.extend_from_slice(b" error=");
         text_value(line, error);

@@ -9,6 +9,7 @@ pub mod assertion;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod digits;
 pub mod fast;
 pub mod identity;
 pub mod metrics;

@@ -467,7 +467,7 @@ pub fn write_response_head(
     // Parsed successfully before: cannot fail now.
     let _ = parsed.parse(upstream);
     out.extend_from_slice(b"HTTP/1.1 ");
-    let _ = itoa_u16(out, head.status);
+    crate::digits::push_u64(out, u64::from(head.status));
     out.push(b' ');
     out.extend_from_slice(parsed.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -485,7 +485,7 @@ pub fn write_response_head(
     match body {
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            let _ = itoa_u64(out, n);
+            crate::digits::push_u64(out, n);
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -498,7 +498,7 @@ pub fn write_response_head(
             // A HEAD answer keeps the length the upstream announced.
             if let Some(n) = announced_length(parsed.headers) {
                 out.extend_from_slice(b"content-length: ");
-                let _ = itoa_u64(out, n);
+                crate::digits::push_u64(out, n);
                 out.extend_from_slice(b"\r\n");
             }
         }
@@ -619,7 +619,7 @@ pub fn write_request_head_with(
     match body {
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            let _ = itoa_u64(out, n);
+            crate::digits::push_u64(out, n);
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -631,27 +631,6 @@ pub fn write_request_head_with(
         }
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// Decimal digits of `n` (what `write!` gives, without the formatting
-/// machinery).
-fn itoa_u64(out: &mut Vec<u8>, mut n: u64) -> std::io::Result<()> {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-    Ok(())
-}
-
-fn itoa_u16(out: &mut Vec<u8>, n: u16) -> std::io::Result<()> {
-    itoa_u64(out, u64::from(n))
 }
 
 /// A strict incremental decoder of the chunked coding (RFC 9112 §7.1):
@@ -892,15 +871,6 @@ mod tests {
         r.append_header("X-Te", "1").unwrap();
         strip_hop_by_hop(&mut r);
         assert_eq!(r.headers.len(), 2);
-    }
-
-    #[test]
-    fn decimal_digits() {
-        for n in [0, 7, 10, 99, 100, 65535, 1 << 40, u64::MAX] {
-            let mut out = Vec::new();
-            itoa_u64(&mut out, n).unwrap();
-            assert_eq!(out, n.to_string().into_bytes());
-        }
     }
 
     #[test]

@@ -9,7 +9,6 @@ pub(crate) mod respond;
 pub(crate) mod upgrade;
 
 use std::borrow::Cow;
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,7 +183,7 @@ impl App {
                 xff.extend_from_slice(prev.as_bytes());
                 xff.extend_from_slice(b", ");
             }
-            write_ip(&mut xff, ip);
+            crate::digits::push_ip(&mut xff, ip);
             upstream_request.insert_header("x-forwarded-for", xff)?;
         }
         upstream_request.insert_header("x-forwarded-proto", self.forwarded_proto.clone())?;
@@ -245,7 +244,7 @@ impl App {
                 extra.extend_from_slice(b", ");
                 req.remove_header("x-forwarded-for");
             }
-            write_ip(extra, ip);
+            crate::digits::push_ip(extra, ip);
             extra.extend_from_slice(b"\r\n");
         }
         req.remove_header("x-forwarded-proto");
@@ -1624,54 +1623,4 @@ fn upstream_peer(up: &config::Upstream, addr: SocketAddr) -> HttpPeer {
     peer.options.write_timeout = Some(up.read_timeout);
     peer.options.idle_timeout = Some(Duration::from_secs(60));
     peer
-}
-
-/// A client address as `X-Forwarded-For` carries it (`Display`'s form):
-/// IPv4 without the formatting machinery, which cost more than the rest
-/// of the header.
-fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                if octet >= 100 {
-                    out.push(b'0' + octet / 100);
-                }
-                if octet >= 10 {
-                    out.push(b'0' + octet / 10 % 10);
-                }
-                out.push(b'0' + octet % 10);
-            }
-        }
-        IpAddr::V6(_) => {
-            let _ = write!(out, "{ip}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod write_ip_tests {
-    use super::write_ip;
-    use std::net::IpAddr;
-
-    #[test]
-    fn as_display_writes_it() {
-        for ip in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.200.30.4",
-            "255.255.255.255",
-            "100.9.99.109",
-            "::1",
-            "2001:db8::8a2e:370:7334",
-            "::ffff:192.0.2.1",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            let mut out = Vec::new();
-            write_ip(&mut out, ip);
-            assert_eq!(out, ip.to_string().into_bytes());
-        }
-    }
 }
