@@ -117,25 +117,44 @@ pub struct Reloader {
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP: reloading needs a restart");
-                return;
-            }
-        };
+        use tokio::signal::unix::SignalKind;
         tracing::info!(config = %self.path.display(), "SIGHUP reloads the configuration");
-        loop {
-            tokio::select! {
-                got = hangup.recv() => {
-                    if got.is_none() {
-                        return;
-                    }
-                    self.reload(&shutdown).await;
+        let hup = SignalKind::hangup();
+        on_signal(hup, "SIGHUP", &mut shutdown, |shutdown| async move {
+            self.reload(&shutdown).await
+        })
+        .await;
+    }
+}
+
+/// Runs `each` for every `kind` signal until shutdown (one at a time; a
+/// signal during a run is taken after it). Logs once when the signal
+/// cannot be listened for.
+pub async fn on_signal<F, Fut>(
+    kind: tokio::signal::unix::SignalKind,
+    name: &str,
+    shutdown: &mut ShutdownWatch,
+    mut each: F,
+) where
+    F: FnMut(ShutdownWatch) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut signals = match tokio::signal::unix::signal(kind) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for {name}");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            got = signals.recv() => {
+                if got.is_none() {
+                    return;
                 }
-                _ = shutdown.changed() => return,
+                each(shutdown.clone()).await;
             }
+            _ = shutdown.changed() => return,
         }
     }
 }

@@ -209,25 +209,11 @@ fn watch(mut child: std::process::Child, mut pipe: File) {
 #[async_trait]
 impl BackgroundService for Successor {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut usr2 = match signal(SignalKind::user_defined2()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGUSR2: no binary upgrade from inside");
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                got = usr2.recv() => {
-                    if got.is_none() {
-                        return;
-                    }
-                    Successor::start(self);
-                }
-                _ = shutdown.changed() => return,
-            }
-        }
+        let usr2 = tokio::signal::unix::SignalKind::user_defined2();
+        crate::reload::on_signal(usr2, "SIGUSR2", &mut shutdown, |_| async {
+            Successor::start(self)
+        })
+        .await;
     }
 }
 
