@@ -64,8 +64,18 @@ struct Worker {
     extra_lines: Cell<Vec<u8>>,
 }
 
-/// Counts a connection as open while it lives.
+/// Counts a connection as open while it lives: from its accept, not from
+/// its task's first poll, so that a connection accepted just before a
+/// graceful shutdown is waited for (its task is then still to run; counted
+/// later, the thread saw no open connection, ended, and dropped it unserved).
 struct OpenConnection(Rc<Worker>);
+
+impl OpenConnection {
+    fn new(w: Rc<Worker>) -> Self {
+        w.open.set(w.open.get() + 1);
+        OpenConnection(w)
+    }
+}
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
@@ -135,7 +145,8 @@ pub(super) fn run_thread(
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        tokio::task::spawn_local(serve(worker.clone(), stream, peer));
+                        let counted = OpenConnection::new(worker.clone());
+                        tokio::task::spawn_local(serve(counted, stream, peer));
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: say so
@@ -254,10 +265,9 @@ enum HeadError {
     Bad(BadRequest),
 }
 
-async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
+async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr) {
     let _open = crate::metrics::global().connection();
-    w.open.set(w.open.get() + 1);
-    let _counted = OpenConnection(w.clone());
+    let w = counted.0.clone();
     let ip = peer.ip();
     let mut shutdown = w.shutdown.clone();
     // Bytes read but not yet used: the rest of a pipelined batch or a body.
