@@ -29,9 +29,10 @@ use bytes::{Buf, BytesMut};
 use http::{Method, Version};
 use pingora::http::RequestHeader;
 use pingora::server::ShutdownWatch;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::io;
 use super::pool::Pool;
 use super::wire::{self, BadRequest, Framing, RequestHead, ResponseHead};
 use crate::access_log;
@@ -276,10 +277,11 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
     let mut timer = Timer::new();
     loop {
         if buf.is_empty() {
-            // Draining: a kept-alive connection closes between requests; a
-            // new one still gets its first request answered (the client
-            // sent it to a listener that was open).
-            if w.draining.get() && !first {
+            // Draining: a kept-alive connection closes between requests
+            // (unless its next request is already here); a new one still
+            // gets its first request answered (the client sent it to a
+            // listener that was open).
+            if w.draining.get() && !first && !io::has_bytes(&client) {
                 break;
             }
             // Idle: wait without a buffer (readiness, then a read into the
@@ -290,6 +292,9 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
                 w.idle_timeout
             };
             timer.restart();
+            // Shutdown came while a request was already here: wait for
+            // that one only.
+            let mut last = false;
             let arrived = loop {
                 tokio::select! {
                     biased;
@@ -298,7 +303,12 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
                             break false;
                         }
                     }
-                    _ = shutdown.changed(), if !first => break false,
+                    _ = shutdown.changed(), if !first && !last => {
+                        if !io::has_bytes(&client) {
+                            break false;
+                        }
+                        last = true;
+                    }
                 }
                 match first_read(&client, &mut buf) {
                     Ok(0) => break false,
@@ -379,7 +389,7 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
 /// buffer is allocated only when there is something to put in it.
 fn first_read(client: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
     let mut first_bytes = [0u8; 4096];
-    let n = client.try_read(&mut first_bytes)?;
+    let n = io::try_read_into(client, &mut first_bytes)?;
     if n > 0 {
         buf.reserve(n.max(4096));
         buf.extend_from_slice(&first_bytes[..n]);
@@ -405,8 +415,7 @@ async fn read_head(client: &mut TcpStream, buf: &mut BytesMut) -> Result<Request
                 Err(why) => return Err(HeadError::Bad(why)),
             }
         }
-        buf.reserve(4096);
-        match client.read_buf(buf).await {
+        match io::read_buf(client, buf, 4096).await {
             Ok(0) | Err(_) => return Err(HeadError::Closed),
             Ok(_) => {}
         }
@@ -795,8 +804,9 @@ async fn exchange(
     set_cookies: &[String],
     timer: &mut Timer,
 ) -> Result<Done, Failure> {
-    let (mut cr, mut cw) = client.split();
-    let (mut ur, mut uw) = upstream.split();
+    let (cr, mut cw) = client.split();
+    let (ur, mut uw) = upstream.split();
+    let (cr, ur): (&TcpStream, &TcpStream) = (cr.as_ref(), ur.as_ref());
     let mut rbuf = BytesMut::with_capacity(8192);
     let mut body_done = ex.framing == Framing::None;
     let stale_if = |reused: bool| {
@@ -824,7 +834,7 @@ async fn exchange(
 
     let response = if body_done {
         read_response_head(
-            &mut ur,
+            ur,
             &mut rbuf,
             ex.head_only,
             timer,
@@ -833,15 +843,8 @@ async fn exchange(
         )
         .await?
     } else {
-        let send = send_body(&mut cr, buf, &mut uw, ex.framing, w.read_timeout);
-        let recv = read_response_head(
-            &mut ur,
-            &mut rbuf,
-            ex.head_only,
-            timer,
-            w.read_timeout,
-            false,
-        );
+        let send = send_body(cr, buf, &mut uw, ex.framing, w.read_timeout);
+        let recv = read_response_head(ur, &mut rbuf, ex.head_only, timer, w.read_timeout, false);
         tokio::pin!(send);
         tokio::pin!(recv);
         loop {
@@ -883,7 +886,7 @@ async fn exchange(
     let answered = std::time::Instant::now();
     crate::metrics::global().request(ex.outcome, answered.saturating_duration_since(ex.started));
     let upstream_clean = relay_body(
-        &mut ur,
+        ur,
         &mut cw,
         &mut rbuf,
         out,
@@ -902,8 +905,8 @@ async fn exchange(
 }
 
 /// Reads the upstream's response head (skipping interim 1xx answers).
-async fn read_response_head<R: AsyncRead + Unpin>(
-    ur: &mut R,
+async fn read_response_head(
+    ur: &TcpStream,
     rbuf: &mut BytesMut,
     head_only: bool,
     timer: &mut Timer,
@@ -928,8 +931,10 @@ async fn read_response_head<R: AsyncRead + Unpin>(
                 Err(_) => return Err(Failure::Upstream("bad_response")),
             }
         }
-        rbuf.reserve(8192);
-        match timer.within(read_timeout, ur.read_buf(rbuf)).await {
+        match timer
+            .within(read_timeout, io::read_buf(ur, rbuf, 8192))
+            .await
+        {
             None => return Err(Failure::Upstream("read_timeout")),
             Some(Ok(0)) | Some(Err(_)) if may_be_stale && !got_any => return Err(Failure::Stale),
             Some(Ok(0)) => return Err(Failure::Upstream("closed")),
@@ -941,15 +946,14 @@ async fn read_response_head<R: AsyncRead + Unpin>(
 
 /// Sends the request body (already judged with its head) to the upstream,
 /// re-framed by us: exactly `n` bytes, or our own chunks.
-async fn send_body<R, W>(
-    cr: &mut R,
+async fn send_body<W>(
+    cr: &TcpStream,
     buf: &mut BytesMut,
     uw: &mut W,
     framing: Framing,
     read_timeout: Duration,
 ) -> Result<(), Failure>
 where
-    R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     match framing {
@@ -999,13 +1003,12 @@ where
     }
 }
 
-async fn read_more<R: AsyncRead + Unpin>(
-    cr: &mut R,
+async fn read_more(
+    cr: &TcpStream,
     buf: &mut BytesMut,
     read_timeout: Duration,
 ) -> Result<(), Failure> {
-    buf.reserve(16 * 1024);
-    match tokio::time::timeout(read_timeout, cr.read_buf(buf)).await {
+    match tokio::time::timeout(read_timeout, io::read_buf(cr, buf, 16 * 1024)).await {
         Ok(Ok(n)) if n > 0 => Ok(()),
         Ok(_) => Err(Failure::Client("client_closed")),
         Err(_) => Err(Failure::Client("client_timeout")),
@@ -1016,8 +1019,8 @@ async fn read_more<R: AsyncRead + Unpin>(
 /// Returns whether the upstream connection ended cleanly at the body's end
 /// (nothing read past it).
 #[allow(clippy::too_many_arguments)]
-async fn relay_body<R, W>(
-    ur: &mut R,
+async fn relay_body<W>(
+    ur: &TcpStream,
     cw: &mut W,
     rbuf: &mut BytesMut,
     mut out: Vec<u8>,
@@ -1027,7 +1030,6 @@ async fn relay_body<R, W>(
     read_timeout: Duration,
 ) -> Result<bool, Failure>
 where
-    R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let client_err = |_| Failure::Client("write_error");
@@ -1045,8 +1047,10 @@ where
             cw.write_all(&out).await.map_err(client_err)?;
             while left > 0 {
                 rbuf.clear();
-                rbuf.reserve(64 * 1024);
-                match timer.within(read_timeout, ur.read_buf(rbuf)).await {
+                match timer
+                    .within(read_timeout, io::read_buf(ur, rbuf, 64 * 1024))
+                    .await
+                {
                     Some(Ok(n)) if n > 0 => {}
                     _ => return Err(Failure::Midway("upstream_body")),
                 }
@@ -1091,8 +1095,10 @@ where
                     return Ok(from == Framing::Chunked && rbuf.is_empty());
                 }
                 rbuf.clear();
-                rbuf.reserve(64 * 1024);
-                match timer.within(read_timeout, ur.read_buf(rbuf)).await {
+                match timer
+                    .within(read_timeout, io::read_buf(ur, rbuf, 64 * 1024))
+                    .await
+                {
                     Some(Ok(0)) if from == Framing::UntilClose => eof = true,
                     Some(Ok(n)) if n > 0 => {}
                     _ => return Err(Failure::Midway("upstream_body")),
@@ -1175,8 +1181,7 @@ async fn tunnel(
                 }
             }
         }
-        rbuf.reserve(4096);
-        match tokio::time::timeout(w.read_timeout, upstream.read_buf(&mut rbuf)).await {
+        match tokio::time::timeout(w.read_timeout, io::read_buf(&upstream, &mut rbuf, 4096)).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => {
                 let (status, _, err) = upstream_failed(w, client, req, ctx, "closed").await;
@@ -1197,10 +1202,9 @@ async fn tunnel(
             &[],
         );
         rbuf.advance(response.len);
-        let (mut ur, _) = upstream.split();
         let (_, mut cw) = client.split();
         return match relay_body(
-            &mut ur,
+            &upstream,
             &mut cw,
             &mut rbuf,
             out,

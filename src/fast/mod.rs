@@ -14,6 +14,7 @@
 //! listener and its own upstream connection pool (`pool.rs`).
 
 mod conn;
+mod io;
 mod pool;
 pub mod wire;
 
