@@ -44,6 +44,33 @@ impl Current {
     }
 }
 
+/// One thread's view of [`Current`] (the fast path's workers): a request
+/// asks it with a plain load of the pointer, and the App is read again
+/// only after a reload changed it (`arc_swap::Cache`), instead of the
+/// protected load of [`Current::get`] on every request.
+pub struct Local(arc_swap::Cache<Shared, Arc<App>>);
+
+/// [`Current`]'s `ArcSwap`, as `arc_swap::Cache` wants it.
+pub struct Shared(Arc<Current>);
+
+impl std::ops::Deref for Shared {
+    type Target = ArcSwap<App>;
+    fn deref(&self) -> &ArcSwap<App> {
+        &self.0 .0
+    }
+}
+
+impl Local {
+    pub fn new(current: Arc<Current>) -> Local {
+        Local(arc_swap::Cache::new(Shared(current)))
+    }
+
+    /// The App for a request that starts now.
+    pub fn get(&mut self) -> Arc<App> {
+        self.0.load().clone()
+    }
+}
+
 /// The settings a running process keeps until it restarts, by key.
 pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let mut keys = Vec::new();

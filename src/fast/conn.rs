@@ -16,7 +16,7 @@
 //! - slow clients: `server.header_timeout` for a head, `server.idle_timeout`
 //!   idle; an idle connection holds no buffer.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -40,13 +40,13 @@ use crate::pages;
 use crate::proxy::decide::{self, UpgradeKind};
 use crate::proxy::respond::Reply;
 use crate::proxy::{headers, judged_target, path_of, App, Ctx, Step, TargetState};
-use crate::reload::Current;
+use crate::reload::{Current, Local};
 
 /// Per-thread state: the gate (the configuration now in force, which a
 /// reload may replace between requests), this thread's upstream pool,
 /// drain flag.
 struct Worker {
-    current: Arc<Current>,
+    current: RefCell<Local>,
     pool: Pool,
     read_timeout: Duration,
     /// `server.header_timeout`: a head must arrive within it.
@@ -63,6 +63,8 @@ struct Worker {
     all_closed: tokio::sync::Notify,
     /// A spare buffer for the header lines we add to an upstream head.
     extra_lines: Cell<Vec<u8>>,
+    /// Request buffers between requests ([`give_back`]).
+    spare_buffers: RefCell<Vec<BytesMut>>,
 }
 
 /// Counts a connection as open while it lives: from its accept, not from
@@ -127,10 +129,11 @@ pub(super) fn run_thread(
             public_host: public_host(&app.settings().server.public_url),
             draining: Cell::new(false),
             shutdown: shutdown.clone(),
-            current,
+            current: RefCell::new(Local::new(current)),
             open: Cell::new(0),
             all_closed: tokio::sync::Notify::new(),
             extra_lines: Cell::new(Vec::with_capacity(1024)),
+            spare_buffers: RefCell::new(Vec::new()),
         });
         let sweeper = worker.clone();
         tokio::task::spawn_local(async move {
@@ -275,6 +278,9 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
     let mut buf = BytesMut::new();
     let mut first = true;
     let mut timer = Timer::new();
+    // When the previous request ended: the idle wait counts from it (one
+    // clock reading fewer per request).
+    let mut ended = None;
     loop {
         if buf.is_empty() {
             // Draining: a kept-alive connection closes between requests
@@ -286,11 +292,7 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
             }
             // Idle: wait without a buffer (readiness, then a read into the
             // stack; a buffer is taken only when bytes are there).
-            let wait = if first {
-                w.header_timeout
-            } else {
-                w.idle_timeout
-            };
+            let idle_until = ended.map(|at| tokio::time::Instant::from_std(at + w.idle_timeout));
             timer.restart();
             // Shutdown came while a request was already here: wait for
             // that one only.
@@ -298,7 +300,7 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
             let arrived = loop {
                 tokio::select! {
                     biased;
-                    ready = timer.still_within(wait, client.readable()) => {
+                    ready = wait_idle(&mut timer, idle_until, w.header_timeout, client.readable()) => {
                         if !matches!(ready, Some(Ok(()))) {
                             break false;
                         }
@@ -310,7 +312,7 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
                         last = true;
                     }
                 }
-                match first_read(&client, &mut buf) {
+                match first_read(&w, &client, &mut buf) {
                     Ok(0) => break false,
                     Ok(_) => break true,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -325,10 +327,7 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
         let started = std::time::Instant::now();
         // The head's deadline counts from its first bytes.
         let head_by = tokio::time::Instant::from_std(started + w.header_timeout);
-        let head = match timer
-            .until(head_by, Box::pin(read_head(&mut client, &mut buf)))
-            .await
-        {
+        let head = match timer.until(head_by, read_head(&mut client, &mut buf)).await {
             None => {
                 // Half a head and then nothing: 408, and the connection goes.
                 let reply = Reply::html(
@@ -364,7 +363,7 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
         };
         // Boxed: the request's (large) state lives only while a request
         // does; an idle connection's future stays small.
-        let keep = Box::pin(handle(
+        let (keep, end) = Box::pin(handle(
             &w,
             &mut client,
             ip,
@@ -374,28 +373,59 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
             &mut timer,
         ))
         .await;
+        ended = Some(end);
         if !keep {
             break;
         }
         if buf.is_empty() {
             // Give the buffer back: an idle connection holds none.
-            buf = BytesMut::new();
+            give_back(&w, &mut buf);
         }
     }
     let _ = client.shutdown().await;
 }
 
-/// The first bytes of a request, read through the stack: the connection's
-/// buffer is allocated only when there is something to put in it.
-fn first_read(client: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    let mut first_bytes = [0u8; 4096];
-    let n = io::try_read_into(client, &mut first_bytes)?;
-    if n > 0 {
-        buf.reserve(n.max(4096));
-        buf.extend_from_slice(&first_bytes[..n]);
+/// The idle wait: until `until` (the previous request's end plus the idle
+/// timeout), or for a new connection `header_timeout` from when it first
+/// waits.
+async fn wait_idle<F: Future>(
+    timer: &mut Timer,
+    until: Option<tokio::time::Instant>,
+    header_timeout: Duration,
+    fut: F,
+) -> Option<F::Output> {
+    match until {
+        Some(at) => timer.until(at, fut).await,
+        None => timer.still_within(header_timeout, fut).await,
     }
-    Ok(n)
 }
+
+/// The first bytes of a request, read into a buffer taken from the
+/// thread's spares (an idle connection holds none; it gets one back when
+/// nothing was read).
+fn first_read(w: &Worker, client: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() == 0 {
+        *buf = w.spare_buffers.borrow_mut().pop().unwrap_or_default();
+    }
+    let read = io::try_read_buf(client, buf, 4096);
+    if !matches!(read, Ok(n) if n > 0) {
+        give_back(w, buf);
+    }
+    read
+}
+
+/// An empty buffer goes back to the thread's spares.
+fn give_back(w: &Worker, buf: &mut BytesMut) {
+    let buf = std::mem::take(buf);
+    let mut spare = w.spare_buffers.borrow_mut();
+    if buf.capacity() > 0 && spare.len() < SPARE_BUFFERS {
+        spare.push(buf);
+    }
+}
+
+/// Request buffers kept per thread for reuse (a 4 KiB allocation and its
+/// free per request otherwise).
+const SPARE_BUFFERS: usize = 64;
 
 /// Reads until `buf` starts with a complete request head; the bytes after
 /// it stay in `buf`.
@@ -423,7 +453,7 @@ async fn read_head(client: &mut TcpStream, buf: &mut BytesMut) -> Result<Request
 }
 
 /// One request: judge, answer or forward, log. Returns whether the
-/// connection may carry another request.
+/// connection may carry another request, and when this one ended.
 async fn handle(
     w: &Worker,
     client: &mut TcpStream,
@@ -432,9 +462,9 @@ async fn handle(
     head: RequestHead,
     started: std::time::Instant,
     timer: &mut Timer,
-) -> bool {
+) -> (bool, std::time::Instant) {
     // One configuration for the whole request, even across a reload.
-    let mut ctx = Ctx::started_at(w.current.get(), started);
+    let mut ctx = Ctx::started_at(w.current.borrow_mut().get(), started);
     let app = ctx.app.clone();
     let app = &*app;
     let RequestHead {
@@ -507,6 +537,7 @@ async fn handle(
                 head_only,
                 outcome: ctx.outcome,
                 started: ctx.started,
+                sent_at: ctx.started,
             };
             let (status, keep, error, done) =
                 proxy(w, app, client, ip, buf, &mut req, exchange, &mut ctx, timer).await;
@@ -539,7 +570,7 @@ async fn handle(
         error,
         request_id: ctx.request_id.to_str().unwrap_or_default(),
     });
-    keep
+    (keep, ended)
 }
 
 /// With traces on: the request's span and its call to the application end.
@@ -590,6 +621,8 @@ struct Exchange {
     outcome: &'static str,
     /// When the request started (for the metrics).
     started: std::time::Instant,
+    /// When its head went to the upstream (about).
+    sent_at: std::time::Instant,
 }
 
 /// Why forwarding failed.
@@ -656,7 +689,8 @@ async fn proxy(
         req.remove_header("tracestate");
         ctx.upstream_span = Some(up);
     }
-    ctx.upstream_started = Some(std::time::Instant::now());
+    let sent_at = std::time::Instant::now();
+    ctx.upstream_started = Some(sent_at);
     let mut head = Vec::with_capacity(1024);
     {
         let target = match &ctx.target {
@@ -692,6 +726,7 @@ async fn proxy(
         };
         let ex = Exchange {
             outcome: ctx.outcome,
+            sent_at,
             ..ex
         };
         match exchange(
@@ -758,7 +793,7 @@ async fn upstream_failed(
     ctx: &mut Ctx,
     why: &'static str,
 ) -> (u16, bool, Option<&'static str>) {
-    w.current.get().note_upstream_failure(why);
+    w.current.borrow_mut().get().note_upstream_failure(why);
     ctx.outcome = "proxy_error";
     let rd = crate::auth::redirect::safe_return_path(path_of(&target_text(ctx))).into_owned();
     let reply = Reply::html(
@@ -840,11 +875,20 @@ async fn exchange(
             timer,
             w.read_timeout,
             reused && ex.framing == Framing::None,
+            Some(ex.sent_at),
         )
         .await?
     } else {
         let send = send_body(cr, buf, &mut uw, ex.framing, w.read_timeout);
-        let recv = read_response_head(ur, &mut rbuf, ex.head_only, timer, w.read_timeout, false);
+        let recv = read_response_head(
+            ur,
+            &mut rbuf,
+            ex.head_only,
+            timer,
+            w.read_timeout,
+            false,
+            None,
+        );
         tokio::pin!(send);
         tokio::pin!(recv);
         loop {
@@ -912,6 +956,7 @@ async fn read_response_head(
     timer: &mut Timer,
     read_timeout: Duration,
     may_be_stale: bool,
+    mut waiting_since: Option<std::time::Instant>,
 ) -> Result<ResponseHead, Failure> {
     let mut got_any = false;
     loop {
@@ -931,10 +976,17 @@ async fn read_response_head(
                 Err(_) => return Err(Failure::Upstream("bad_response")),
             }
         }
-        match timer
-            .within(read_timeout, io::read_buf(ur, rbuf, 8192))
-            .await
-        {
+        let read = io::read_buf(ur, rbuf, 8192);
+        // The first wait counts from when the request went out (a clock
+        // reading the caller already has), the others from now.
+        let got = match waiting_since.take() {
+            Some(at) => {
+                let until = tokio::time::Instant::from_std(at + read_timeout);
+                timer.until(until, read).await
+            }
+            None => timer.within(read_timeout, read).await,
+        };
+        match got {
             None => return Err(Failure::Upstream("read_timeout")),
             Some(Ok(0)) | Some(Err(_)) if may_be_stale && !got_any => return Err(Failure::Stale),
             Some(Ok(0)) => return Err(Failure::Upstream("closed")),

@@ -16,35 +16,18 @@ use bytes::BytesMut;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Reads what is there into `into`, without waiting. `Ok(0)`: the peer
-/// closed; `WouldBlock`: nothing there.
-pub fn try_read_into(stream: &TcpStream, into: &mut [u8]) -> io::Result<usize> {
-    let room = into.len();
-    let mut n = 0;
-    let read = stream.try_io(Interest::READABLE, || {
-        n = stream.try_read(into)?;
-        if n > 0 && n < room {
-            // Drained: `try_io` clears the readiness on `WouldBlock`.
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(())
-    });
-    match read {
-        Ok(()) => Ok(n),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock && n > 0 => Ok(n),
-        Err(e) => Err(e),
-    }
-}
-
-/// As [`try_read_into`], into `buf`'s spare capacity (at least `reserve`
-/// bytes of it).
+/// Reads what is there into `buf`'s spare capacity (at least `reserve`
+/// bytes of it), without waiting. `Ok(0)`: the peer closed; `WouldBlock`:
+/// nothing there.
 pub fn try_read_buf(stream: &TcpStream, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
-    buf.reserve(reserve);
+    // Room for at least one byte: a read of 0 means the peer closed.
+    buf.reserve(reserve.max(1));
     let room = buf.capacity() - buf.len();
     let mut n = 0;
     let read = stream.try_io(Interest::READABLE, || {
         n = stream.try_read_buf(buf)?;
         if n > 0 && n < room {
+            // Drained: `try_io` clears the readiness on `WouldBlock`.
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(())
@@ -100,8 +83,7 @@ mod tests {
         // Drained: the socket no longer counts as readable, without the
         // read that returns `WouldBlock` (tokio alone would say "ready").
         assert!(reader.readable().now_or_never().is_none());
-        let mut small = [0u8; 4];
-        let err = try_read_into(&reader, &mut small).unwrap_err();
+        let err = try_read_buf(&reader, &mut buf, 4096).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
 
         assert!(!has_bytes(&reader));
@@ -113,8 +95,9 @@ mod tests {
         reader.readable().await.unwrap();
         assert!(has_bytes(&reader));
         // Room for 4 of 10: a full read, the socket stays readable...
-        assert_eq!(try_read_into(&reader, &mut small).unwrap(), 4);
-        assert_eq!(&small, b"0123");
+        let mut small = BytesMut::with_capacity(4);
+        assert_eq!(try_read_buf(&reader, &mut small, 0).unwrap(), 4);
+        assert_eq!(&small[..], b"0123");
         assert!(reader.readable().now_or_never().is_some());
         // ...and the rest comes without a wait.
         buf.clear();

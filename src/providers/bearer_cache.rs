@@ -31,7 +31,8 @@ struct Entry {
 }
 
 thread_local! {
-    static VERIFIED: RefCell<HashMap<Box<str>, Entry>> = RefCell::new(HashMap::new());
+    static VERIFIED: RefCell<HashMap<Box<str>, Entry, crate::thread_cache::TailHash>> =
+        RefCell::new(HashMap::default());
 }
 
 /// A new generation for a new set of providers.

@@ -338,7 +338,8 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Pairs<'a, I> {
                 self.cut = take < header.len();
                 continue;
             }
-            let (piece, rest, complete) = match self.current.iter().position(|&b| b == b';') {
+            // memchr: a session cookie is a few hundred bytes to scan.
+            let (piece, rest, complete) = match memchr::memchr(b';', self.current) {
                 Some(i) => (
                     self.current.get(..i).unwrap_or_default(),
                     self.current.get(i + 1..).unwrap_or_default(),
@@ -351,7 +352,7 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Pairs<'a, I> {
                 break;
             }
             self.pieces_left -= 1;
-            let Some(eq) = piece.iter().position(|&b| b == b'=') else {
+            let Some(eq) = memchr::memchr(b'=', piece) else {
                 continue;
             };
             let name = trim(piece.get(..eq).unwrap_or_default());

@@ -312,6 +312,7 @@ mod opened {
     use std::collections::HashMap;
 
     use super::{unix_now, Found, SessionCodec};
+    use crate::thread_cache::TailHash;
 
     /// Entries per thread; when full, the map starts over (no LRU
     /// bookkeeping on the hot path).
@@ -326,7 +327,8 @@ mod opened {
     }
 
     thread_local! {
-        static OPENED: RefCell<HashMap<Box<str>, Entry>> = RefCell::new(HashMap::new());
+        static OPENED: RefCell<HashMap<Box<str>, Entry, TailHash>> =
+            RefCell::new(HashMap::default());
     }
 
     pub(super) fn get_or_open(codec: &SessionCodec, name: &str, sealed: &str) -> Option<Found> {
