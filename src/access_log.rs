@@ -256,10 +256,21 @@ pub fn write_fields_text(line: &mut Vec<u8>, e: &Entry<'_>) {
     }
 }
 
+/// Bytes that stay as they are in a text value: visible ASCII but `"`
+/// and `\\` (a table: one lookup per byte of every value on every line).
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_graphic() && c != b'"' && c != b'\\';
+        b += 1;
+    }
+    t
+};
+
 fn text_value(line: &mut Vec<u8>, v: &str) {
-    let plain = !v.is_empty()
-        && v.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    let plain = !v.is_empty() && v.bytes().all(|b| PLAIN[usize::from(b)]);
     if plain {
         line.extend_from_slice(v.as_bytes());
     } else {

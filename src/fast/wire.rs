@@ -101,12 +101,18 @@ pub struct RequestHead {
     pub len: usize,
 }
 
+/// Room for a head's fields, left uninitialised (httparse fills what it
+/// uses): initialising [`MAX_HEADERS`] empty fields cost more than parsing.
+fn no_fields<'b>() -> [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
+    [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
 /// Parses a request head at the start of `buf`. `Ok(None)`: more bytes
 /// needed. The header values share `buf`'s memory (no copy).
 pub fn parse_request(buf: &Bytes) -> Result<Option<RequestHead>, BadRequest> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut fields);
-    let len = match parsed.parse(buf) {
+    let mut fields = no_fields();
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if buf.len() >= MAX_HEAD {
@@ -373,9 +379,13 @@ pub struct BadResponse;
 /// Parses a response head at the start of `buf` (`Ok(None)`: more bytes
 /// needed). `head_request`: the request was HEAD (no body follows).
 pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, BadResponse> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut fields);
-    let len = match parsed.parse(buf) {
+    let mut fields = no_fields();
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut fields,
+    ) {
         Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
         _ => return Err(BadResponse),
@@ -462,10 +472,14 @@ pub fn write_response_head(
     keep_alive_10: bool,
     set_cookies: &[String],
 ) {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut fields);
+    let mut fields = no_fields();
+    let mut parsed = httparse::Response::new(&mut []);
     // Parsed successfully before: cannot fail now.
-    let _ = parsed.parse(upstream);
+    let _ = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        upstream,
+        &mut fields,
+    );
     out.extend_from_slice(b"HTTP/1.1 ");
     crate::digits::push_u64(out, u64::from(head.status));
     out.push(b' ');
