@@ -713,6 +713,97 @@ methods = ["GET"]
 public = true
 "#;
 
+    /// Our headers reach the upstream two ways: into the request's header
+    /// map (pingora's path, WebSocket handshakes, and the fast path when an
+    /// identity header shares a name we set) or as lines after the
+    /// request's own fields (the fast path). Both give the same fields for
+    /// a request full of forged copies.
+    #[test]
+    fn upstream_fields_agree_between_the_map_and_the_lines() {
+        use crate::fast::wire::{self, Framing};
+        let app = app();
+        assert!(app.direct_heads, "the test app takes the lines path");
+        let id = acme_admin();
+        let mut req = RequestHeader::build("GET", b"/x?y=1", None).unwrap();
+        for (name, value) in [
+            ("host", "app.example"),
+            ("x-user", "forged"),
+            ("X-User-Email", "forged@example.com"),
+            ("x-forwarded-for", "10.0.0.9"),
+            ("X-Forwarded-For", "10.0.0.10"),
+            ("x-forwarded-proto", "ftp"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-access-token", "forged"),
+            ("x-request-id", "from-client"),
+            ("accept", "text/html"),
+            ("x-other", "kept"),
+        ] {
+            req.append_header(name, value).unwrap();
+        }
+        let ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        let rid = http::HeaderValue::from_static("rid-1");
+        let token = http::HeaderValue::from_static("the-access-token");
+        let expires = unix_now() + 3600;
+
+        let mut by_map = req.clone();
+        app.prepare_upstream_request(Some(ip), &mut by_map, Some(&id), &rid)
+            .unwrap();
+        app.add_identity_extras(&mut by_map, Some(&id), expires, Some(&token))
+            .unwrap();
+        let mut head_map = Vec::new();
+        wire::write_request_head(&mut head_map, &by_map, b"/x?y=1", Framing::None);
+
+        let mut by_lines = req.clone();
+        let mut extra = Vec::new();
+        app.prepare_upstream_head(
+            Some(ip),
+            &mut by_lines,
+            Some(&id),
+            &rid,
+            expires,
+            Some(&token),
+            &mut extra,
+        )
+        .unwrap();
+        let mut head_lines = Vec::new();
+        wire::write_request_head_with(&mut head_lines, &by_lines, b"/x?y=1", &extra, Framing::None);
+
+        let fields = |head: &[u8]| {
+            let mut slots = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Request::new(&mut slots);
+            assert!(parsed.parse(head).unwrap().is_complete());
+            let mut out: Vec<(String, String)> = parsed
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        let (map, lines) = (fields(&head_map), fields(&head_lines));
+        assert_eq!(map, lines);
+        // And what they agree on is what we mean.
+        let get = |name: &str| -> Vec<&str> {
+            lines
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(get("x-user"), ["acme:9"]);
+        assert_eq!(get("x-forwarded-for"), ["10.0.0.9, 10.0.0.10, 203.0.113.7"]);
+        assert_eq!(get("x-forwarded-proto"), ["http"]);
+        assert_eq!(get("x-forwarded-host"), ["app.example"]);
+        assert_eq!(get("x-forwarded-access-token"), ["the-access-token"]);
+        assert_eq!(get("x-request-id"), ["rid-1"]);
+        assert_eq!(get("x-other"), ["kept"]);
+    }
+
     fn acme_admin() -> Identity {
         Identity {
             provider: "acme".into(),

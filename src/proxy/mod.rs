@@ -177,12 +177,8 @@ impl App {
         }
         if let Some(ip) = client {
             // One buffer: any earlier hops, then the client's address.
-            let prev = upstream_request.headers.get("x-forwarded-for");
-            let mut xff = Vec::with_capacity(prev.map_or(0, |p| p.len() + 2) + 39);
-            if let Some(prev) = prev {
-                xff.extend_from_slice(prev.as_bytes());
-                xff.extend_from_slice(b", ");
-            }
+            let mut xff = Vec::with_capacity(64);
+            headers::earlier_hops(&mut xff, upstream_request);
             crate::digits::push_ip(&mut xff, ip);
             upstream_request.insert_header("x-forwarded-for", xff)?;
         }
@@ -239,11 +235,8 @@ impl App {
         if let Some(ip) = client {
             // Any earlier hops, then the client's address.
             extra.extend_from_slice(b"x-forwarded-for: ");
-            if let Some(prev) = req.headers.get("x-forwarded-for") {
-                extra.extend_from_slice(prev.as_bytes());
-                extra.extend_from_slice(b", ");
-                req.remove_header("x-forwarded-for");
-            }
+            headers::earlier_hops(extra, req);
+            req.remove_header("x-forwarded-for");
             crate::digits::push_ip(extra, ip);
             extra.extend_from_slice(b"\r\n");
         }
