@@ -65,6 +65,9 @@ struct Worker {
     extra_lines: Cell<Vec<u8>>,
     /// Request buffers between requests ([`give_back`]).
     spare_buffers: RefCell<Vec<BytesMut>>,
+    /// Response buffers between exchanges ([`SpareBytes`]), apart from the
+    /// request buffers: those share their memory with the parsed request.
+    spare_responses: RefCell<Vec<BytesMut>>,
 }
 
 /// Counts a connection as open while it lives: from its accept, not from
@@ -134,6 +137,7 @@ pub(super) fn run_thread(
             all_closed: tokio::sync::Notify::new(),
             extra_lines: Cell::new(Vec::with_capacity(1024)),
             spare_buffers: RefCell::new(Vec::new()),
+            spare_responses: RefCell::new(Vec::new()),
         });
         let sweeper = worker.clone();
         tokio::task::spawn_local(async move {
@@ -420,6 +424,30 @@ fn give_back(w: &Worker, buf: &mut BytesMut) {
     let mut spare = w.spare_buffers.borrow_mut();
     if buf.capacity() > 0 && spare.len() < SPARE_BUFFERS {
         spare.push(buf);
+    }
+}
+
+/// A buffer from the thread's spares for one upstream response, given back
+/// (emptied) when the exchange ends, however it ends.
+struct SpareBytes<'w>(BytesMut, &'w Worker);
+
+impl<'w> SpareBytes<'w> {
+    fn take(w: &'w Worker) -> Self {
+        let buf = w.spare_responses.borrow_mut().pop();
+        SpareBytes(buf.unwrap_or_else(|| BytesMut::with_capacity(8192)), w)
+    }
+}
+
+impl Drop for SpareBytes<'_> {
+    fn drop(&mut self) {
+        // Response heads are copied out of it (nothing else shares it), so
+        // cleared it keeps its memory; a big one is not kept.
+        let mut buf = std::mem::take(&mut self.0);
+        buf.clear();
+        let mut spare = self.1.spare_responses.borrow_mut();
+        if buf.capacity() <= 64 * 1024 && spare.len() < SPARE_BUFFERS {
+            spare.push(buf);
+        }
     }
 }
 
@@ -842,7 +870,8 @@ async fn exchange(
     let (cr, mut cw) = client.split();
     let (ur, mut uw) = upstream.split();
     let (cr, ur): (&TcpStream, &TcpStream) = (cr.as_ref(), ur.as_ref());
-    let mut rbuf = BytesMut::with_capacity(8192);
+    let mut spare = SpareBytes::take(w);
+    let rbuf = &mut spare.0;
     let mut body_done = ex.framing == Framing::None;
     let stale_if = |reused: bool| {
         if reused && ex.framing == Framing::None {
@@ -870,7 +899,7 @@ async fn exchange(
     let response = if body_done {
         read_response_head(
             ur,
-            &mut rbuf,
+            rbuf,
             ex.head_only,
             timer,
             w.read_timeout,
@@ -880,15 +909,7 @@ async fn exchange(
         .await?
     } else {
         let send = send_body(cr, buf, &mut uw, ex.framing, w.read_timeout);
-        let recv = read_response_head(
-            ur,
-            &mut rbuf,
-            ex.head_only,
-            timer,
-            w.read_timeout,
-            false,
-            None,
-        );
+        let recv = read_response_head(ur, rbuf, ex.head_only, timer, w.read_timeout, false, None);
         tokio::pin!(send);
         tokio::pin!(recv);
         loop {
@@ -932,7 +953,7 @@ async fn exchange(
     let upstream_clean = relay_body(
         ur,
         &mut cw,
-        &mut rbuf,
+        rbuf,
         out,
         response.framing,
         out_framing,

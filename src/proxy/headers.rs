@@ -227,11 +227,15 @@ pub fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// The hops an `X-Forwarded-For` already lists, every copy of the field in
 /// order joined as one list (RFC 9110 §5.3), followed by `, ` when there
 /// are any: the client's address goes after them.
-pub fn earlier_hops(out: &mut Vec<u8>, req: &RequestHeader) {
+/// Whether there were any.
+pub fn earlier_hops(out: &mut Vec<u8>, req: &RequestHeader) -> bool {
+    let mut any = false;
     for prev in req.headers.get_all("x-forwarded-for") {
         out.extend_from_slice(prev.as_bytes());
         out.extend_from_slice(b", ");
+        any = true;
     }
+    any
 }
 
 /// Everything but RFC 3986's unreserved characters is percent-encoded in

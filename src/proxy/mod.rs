@@ -235,8 +235,9 @@ impl App {
         if let Some(ip) = client {
             // Any earlier hops, then the client's address.
             extra.extend_from_slice(b"x-forwarded-for: ");
-            headers::earlier_hops(extra, req);
-            req.remove_header("x-forwarded-for");
+            if headers::earlier_hops(extra, req) {
+                req.remove_header("x-forwarded-for");
+            }
             crate::digits::push_ip(extra, ip);
             extra.extend_from_slice(b"\r\n");
         }
