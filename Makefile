@@ -1,5 +1,5 @@
 # The two commands of the README's quick start: `make demo` and `make test`.
-.PHONY: demo test fuzz bench bench-instructions lint unit check-configs check-examples
+.PHONY: demo test fuzz bench lint unit check-configs check-examples
 
 demo:
 	@bash scripts/install-deps build
@@ -20,10 +20,6 @@ fuzz:
 # Not part of the tests: the load benchmark of BENCHMARKS.md (a few minutes).
 bench:
 	bash scripts/bench
-
-# Instructions per request under callgrind (steadier than req/s here).
-bench-instructions:
-	bash scripts/bench-instructions
 
 # Not part of the tests: examples/compose and examples/kubernetes against
 # their schemas (PyPI tools in a virtualenv), `portcullis check` of their
