@@ -63,11 +63,94 @@ struct Worker {
     all_closed: tokio::sync::Notify,
     /// A spare buffer for the header lines we add to an upstream head.
     extra_lines: Cell<Vec<u8>>,
-    /// Request buffers between requests ([`give_back`]).
-    spare_buffers: RefCell<Vec<BytesMut>>,
-    /// Response buffers between exchanges ([`SpareBytes`]), apart from the
-    /// request buffers: those share their memory with the parsed request.
-    spare_responses: RefCell<Vec<BytesMut>>,
+    /// Request buffers of connections gone idle.
+    spare_requests: Spares,
+    /// Response buffers between exchanges, apart from the request buffers:
+    /// those share their memory with the parsed request.
+    spare_responses: Spares,
+}
+
+impl Worker {
+    fn new(current: Arc<Current>, upstream: SocketAddr, shutdown: ShutdownWatch) -> Self {
+        // Listener, pool and timeouts stay as started (a reload says when
+        // a change of them needs a restart).
+        let app = current.get();
+        let up = &app.settings().upstream;
+        Worker {
+            pool: Pool::new(upstream, up.keepalive, up.connect_timeout),
+            read_timeout: up.read_timeout,
+            header_timeout: app.settings().server.header_timeout,
+            idle_timeout: app.settings().server.idle_timeout,
+            public_host: public_host(&app.settings().server.public_url),
+            draining: Cell::new(false),
+            shutdown,
+            current: RefCell::new(Local::new(current)),
+            open: Cell::new(0),
+            all_closed: tokio::sync::Notify::new(),
+            extra_lines: Cell::new(Vec::with_capacity(1024)),
+            spare_requests: Spares::default(),
+            spare_responses: Spares::default(),
+        }
+    }
+
+    /// Serves an accepted connection on its own task.
+    fn start_serving(self: &Rc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let counted = OpenConnection::new(self.clone());
+        tokio::task::spawn_local(serve(counted, stream, peer));
+    }
+
+    /// Graceful shutdown, once the listener is closed: open connections
+    /// finish the request in flight (a connection accepted just before
+    /// gets its first request served) and close; idle ones close at once.
+    async fn drain(&self) {
+        self.draining.set(true);
+        while self.open.get() > 0 {
+            self.all_closed.notified().await;
+        }
+    }
+}
+
+/// Buffers kept per thread between uses (an allocation and its free per
+/// request otherwise): given back empty, at most [`SPARE_BUFFERS`] of them,
+/// none bigger than [`SPARE_LARGEST`].
+#[derive(Default)]
+struct Spares(RefCell<Vec<BytesMut>>);
+
+/// Buffers each [`Spares`] keeps.
+const SPARE_BUFFERS: usize = 64;
+/// A bigger buffer (a large body went through it) is freed.
+const SPARE_LARGEST: usize = 64 * 1024;
+
+impl Spares {
+    /// A spare buffer, or a new one of `size` bytes.
+    fn take(&self, size: usize) -> BytesMut {
+        self.0
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(size))
+    }
+
+    fn give_back(&self, mut buf: BytesMut) {
+        buf.clear();
+        let mut spare = self.0.borrow_mut();
+        if (1..=SPARE_LARGEST).contains(&buf.capacity()) && spare.len() < SPARE_BUFFERS {
+            spare.push(buf);
+        }
+    }
+
+    /// A buffer that goes back when dropped, however its user ends.
+    fn lend(&self, size: usize) -> Lent<'_> {
+        Lent(self.take(size), self)
+    }
+}
+
+struct Lent<'s>(BytesMut, &'s Spares);
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        self.1.give_back(std::mem::take(&mut self.0));
+    }
 }
 
 /// Counts a connection as open while it lives: from its accept, not from
@@ -120,25 +203,7 @@ pub(super) fn run_thread(
                 return;
             }
         };
-        // Listener, pool and timeouts stay as started (a reload says when
-        // a change of them needs a restart).
-        let app = current.get();
-        let up = &app.settings().upstream;
-        let worker = Rc::new(Worker {
-            pool: Pool::new(upstream, up.keepalive, up.connect_timeout),
-            read_timeout: up.read_timeout,
-            header_timeout: app.settings().server.header_timeout,
-            idle_timeout: app.settings().server.idle_timeout,
-            public_host: public_host(&app.settings().server.public_url),
-            draining: Cell::new(false),
-            shutdown: shutdown.clone(),
-            current: RefCell::new(Local::new(current)),
-            open: Cell::new(0),
-            all_closed: tokio::sync::Notify::new(),
-            extra_lines: Cell::new(Vec::with_capacity(1024)),
-            spare_buffers: RefCell::new(Vec::new()),
-            spare_responses: RefCell::new(Vec::new()),
-        });
+        let worker = Rc::new(Worker::new(current, upstream, shutdown.clone()));
         let sweeper = worker.clone();
         tokio::task::spawn_local(async move {
             let mut every = tokio::time::interval(Duration::from_secs(5));
@@ -151,11 +216,7 @@ pub(super) fn run_thread(
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let counted = OpenConnection::new(worker.clone());
-                        tokio::task::spawn_local(serve(counted, stream, peer));
-                    }
+                    Ok((stream, peer)) => worker.start_serving(stream, peer),
                     Err(e) => {
                         // Out of file descriptors and the like: say so
                         // (once a second), back off a little, go on.
@@ -168,15 +229,10 @@ pub(super) fn run_thread(
                 _ = shutdown.changed() => break,
             }
         }
-        // Graceful shutdown: no new connections; open ones finish the
-        // request in flight (a connection accepted just before gets its
-        // first request served) and close; idle ones close at once. The
-        // thread waits for them: pingora's grace period bounds the process.
-        worker.draining.set(true);
+        // Graceful shutdown: no new connections; the thread waits for the
+        // open ones (pingora's grace period bounds the process).
         drop(listener);
-        while worker.open.get() > 0 {
-            worker.all_closed.notified().await;
-        }
+        worker.drain().await;
     });
 }
 
@@ -199,28 +255,17 @@ fn public_host(url: &url::Url) -> http::HeaderValue {
 struct Timer {
     /// Made the first time a read waits.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Set for the wait in progress.
-    armed: bool,
 }
 
 impl Timer {
     fn new() -> Self {
-        Timer {
-            sleep: None,
-            armed: false,
-        }
+        Timer { sleep: None }
     }
 
     /// `fut`, or `None` when it is still waiting `limit` after it first had
-    /// to wait: one wait, as `tokio::time::timeout(limit, fut)` was.
+    /// to wait, as `tokio::time::timeout(limit, fut)` (but the clock is
+    /// read only if it waits).
     async fn within<F: Future>(&mut self, limit: Duration, fut: F) -> Option<F::Output> {
-        self.armed = false;
-        self.run(fut, || tokio::time::Instant::now() + limit).await
-    }
-
-    /// As [`Timer::within`], but part of the same wait as the previous call
-    /// since [`Timer::restart`]: the deadline set then stays.
-    async fn still_within<F: Future>(&mut self, limit: Duration, fut: F) -> Option<F::Output> {
         self.run(fut, || tokio::time::Instant::now() + limit).await
     }
 
@@ -230,13 +275,7 @@ impl Timer {
         deadline: tokio::time::Instant,
         fut: F,
     ) -> Option<F::Output> {
-        self.armed = false;
         self.run(fut, || deadline).await
-    }
-
-    /// A new wait begins (see [`Timer::still_within`]).
-    fn restart(&mut self) {
-        self.armed = false;
     }
 
     async fn run<F: Future>(
@@ -245,13 +284,15 @@ impl Timer {
         deadline: impl Fn() -> tokio::time::Instant,
     ) -> Option<F::Output> {
         let mut fut = std::pin::pin!(fut);
+        // Set for this wait at its first `Pending`.
+        let mut armed = false;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(out));
             }
             let sleep = match &mut self.sleep {
                 Some(sleep) => {
-                    if !self.armed {
+                    if !armed {
                         sleep.as_mut().reset(deadline());
                     }
                     sleep
@@ -260,7 +301,7 @@ impl Timer {
                     .sleep
                     .insert(Box::pin(tokio::time::sleep_until(deadline()))),
             };
-            self.armed = true;
+            armed = true;
             sleep.as_mut().poll(cx).map(|()| None)
         })
         .await
@@ -282,9 +323,10 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
     let mut buf = BytesMut::new();
     let mut first = true;
     let mut timer = Timer::new();
-    // When the previous request ended: the idle wait counts from it (one
-    // clock reading fewer per request).
-    let mut ended = None;
+    // Until when the connection may wait for its next request: a new one
+    // `header_timeout` from its accept, a kept-alive one `idle_timeout`
+    // from the previous request's end (a clock reading we have anyway).
+    let mut idle_until = tokio::time::Instant::now() + w.header_timeout;
     loop {
         if buf.is_empty() {
             // Draining: a kept-alive connection closes between requests
@@ -296,15 +338,13 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
             }
             // Idle: wait without a buffer (readiness, then a read into the
             // stack; a buffer is taken only when bytes are there).
-            let idle_until = ended.map(|at| tokio::time::Instant::from_std(at + w.idle_timeout));
-            timer.restart();
             // Shutdown came while a request was already here: wait for
             // that one only.
             let mut last = false;
             let arrived = loop {
                 tokio::select! {
                     biased;
-                    ready = wait_idle(&mut timer, idle_until, w.header_timeout, client.readable()) => {
+                    ready = timer.until(idle_until, client.readable()) => {
                         if !matches!(ready, Some(Ok(()))) {
                             break false;
                         }
@@ -377,31 +417,16 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
             &mut timer,
         ))
         .await;
-        ended = Some(end);
+        idle_until = tokio::time::Instant::from_std(end + w.idle_timeout);
         if !keep {
             break;
         }
         if buf.is_empty() {
             // Give the buffer back: an idle connection holds none.
-            give_back(&w, &mut buf);
+            w.spare_requests.give_back(std::mem::take(&mut buf));
         }
     }
     let _ = client.shutdown().await;
-}
-
-/// The idle wait: until `until` (the previous request's end plus the idle
-/// timeout), or for a new connection `header_timeout` from when it first
-/// waits.
-async fn wait_idle<F: Future>(
-    timer: &mut Timer,
-    until: Option<tokio::time::Instant>,
-    header_timeout: Duration,
-    fut: F,
-) -> Option<F::Output> {
-    match until {
-        Some(at) => timer.until(at, fut).await,
-        None => timer.still_within(header_timeout, fut).await,
-    }
 }
 
 /// The first bytes of a request, read into a buffer taken from the
@@ -409,51 +434,14 @@ async fn wait_idle<F: Future>(
 /// nothing was read).
 fn first_read(w: &Worker, client: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
     if buf.capacity() == 0 {
-        *buf = w.spare_buffers.borrow_mut().pop().unwrap_or_default();
+        *buf = w.spare_requests.take(4096);
     }
     let read = io::try_read_buf(client, buf, 4096);
     if !matches!(read, Ok(n) if n > 0) {
-        give_back(w, buf);
+        w.spare_requests.give_back(std::mem::take(buf));
     }
     read
 }
-
-/// An empty buffer goes back to the thread's spares.
-fn give_back(w: &Worker, buf: &mut BytesMut) {
-    let buf = std::mem::take(buf);
-    let mut spare = w.spare_buffers.borrow_mut();
-    if buf.capacity() > 0 && spare.len() < SPARE_BUFFERS {
-        spare.push(buf);
-    }
-}
-
-/// A buffer from the thread's spares for one upstream response, given back
-/// (emptied) when the exchange ends, however it ends.
-struct SpareBytes<'w>(BytesMut, &'w Worker);
-
-impl<'w> SpareBytes<'w> {
-    fn take(w: &'w Worker) -> Self {
-        let buf = w.spare_responses.borrow_mut().pop();
-        SpareBytes(buf.unwrap_or_else(|| BytesMut::with_capacity(8192)), w)
-    }
-}
-
-impl Drop for SpareBytes<'_> {
-    fn drop(&mut self) {
-        // Response heads are copied out of it (nothing else shares it), so
-        // cleared it keeps its memory; a big one is not kept.
-        let mut buf = std::mem::take(&mut self.0);
-        buf.clear();
-        let mut spare = self.1.spare_responses.borrow_mut();
-        if buf.capacity() <= 64 * 1024 && spare.len() < SPARE_BUFFERS {
-            spare.push(buf);
-        }
-    }
-}
-
-/// Request buffers kept per thread for reuse (a 4 KiB allocation and its
-/// free per request otherwise).
-const SPARE_BUFFERS: usize = 64;
 
 /// Reads until `buf` starts with a complete request head; the bytes after
 /// it stay in `buf`.
@@ -563,9 +551,7 @@ async fn handle(
                 keep_alive,
                 expect_continue,
                 head_only,
-                outcome: ctx.outcome,
                 started: ctx.started,
-                sent_at: ctx.started,
             };
             let (status, keep, error, done) =
                 proxy(w, app, client, ip, buf, &mut req, exchange, &mut ctx, timer).await;
@@ -645,12 +631,20 @@ struct Exchange {
     keep_alive: bool,
     expect_continue: bool,
     head_only: bool,
-    /// What the access log and metrics call this request.
-    outcome: &'static str,
     /// When the request started (for the metrics).
     started: std::time::Instant,
-    /// When its head went to the upstream (about).
-    sent_at: std::time::Instant,
+}
+
+/// What goes to the upstream, once judged.
+struct Outgoing<'a> {
+    /// The request head, written for the upstream.
+    head: &'a [u8],
+    /// When it was about to go (the response's wait counts from it).
+    at: std::time::Instant,
+    /// What the access log and metrics call this request.
+    outcome: &'static str,
+    /// Cookies of ours for the answer (a re-sealed access token).
+    set_cookies: &'a [String],
 }
 
 /// Why forwarding failed.
@@ -752,24 +746,13 @@ async fn proxy(
                 }
             },
         };
-        let ex = Exchange {
+        let outgoing = Outgoing {
+            head: &head,
+            at: sent_at,
             outcome: ctx.outcome,
-            sent_at,
-            ..ex
+            set_cookies: &ctx.set_cookies,
         };
-        match exchange(
-            w,
-            client,
-            &mut upstream,
-            buf,
-            &head,
-            ex,
-            reused,
-            &ctx.set_cookies,
-            timer,
-        )
-        .await
-        {
+        match exchange(w, client, &mut upstream, buf, &outgoing, ex, reused, timer).await {
             Ok(done) => {
                 if done.upstream_reusable {
                     w.pool.put(upstream, done.answered);
@@ -861,16 +844,16 @@ async fn exchange(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     buf: &mut BytesMut,
-    head: &[u8],
+    outgoing: &Outgoing<'_>,
     ex: Exchange,
     reused: bool,
-    set_cookies: &[String],
     timer: &mut Timer,
 ) -> Result<Done, Failure> {
+    let head = outgoing.head;
     let (cr, mut cw) = client.split();
     let (ur, mut uw) = upstream.split();
     let (cr, ur): (&TcpStream, &TcpStream) = (cr.as_ref(), ur.as_ref());
-    let mut spare = SpareBytes::take(w);
+    let mut spare = w.spare_responses.lend(8192);
     let rbuf = &mut spare.0;
     let mut body_done = ex.framing == Framing::None;
     let stale_if = |reused: bool| {
@@ -896,20 +879,32 @@ async fn exchange(
         uw.write_all(head).await.map_err(|_| stale_if(reused))?;
     }
 
+    // The client's head, written while the upstream's is parsed.
+    let mut out = Vec::with_capacity(1024);
     let response = if body_done {
         read_response_head(
             ur,
             rbuf,
+            &mut out,
             ex.head_only,
             timer,
             w.read_timeout,
             reused && ex.framing == Framing::None,
-            Some(ex.sent_at),
+            Some(outgoing.at),
         )
         .await?
     } else {
         let send = send_body(cr, buf, &mut uw, ex.framing, w.read_timeout);
-        let recv = read_response_head(ur, rbuf, ex.head_only, timer, w.read_timeout, false, None);
+        let recv = read_response_head(
+            ur,
+            rbuf,
+            &mut out,
+            ex.head_only,
+            timer,
+            w.read_timeout,
+            false,
+            None,
+        );
         tokio::pin!(send);
         tokio::pin!(recv);
         loop {
@@ -935,21 +930,22 @@ async fn exchange(
     };
     let close =
         !ex.keep_alive || !body_done || out_framing == Framing::UntilClose || w.draining.get();
-    let mut out = Vec::with_capacity(response.len + 256);
-    wire::write_response_head(
+    wire::finish_response_head(
         &mut out,
-        &rbuf[..response.len],
         &response,
         out_framing,
         close,
         client_10 && !close,
-        set_cookies,
+        outgoing.set_cookies,
     );
     rbuf.advance(response.len);
     let status = response.status;
     // Counted before the answer leaves (see `handle`).
     let answered = std::time::Instant::now();
-    crate::metrics::global().request(ex.outcome, answered.saturating_duration_since(ex.started));
+    crate::metrics::global().request(
+        outgoing.outcome,
+        answered.saturating_duration_since(ex.started),
+    );
     let upstream_clean = relay_body(
         ur,
         &mut cw,
@@ -969,10 +965,14 @@ async fn exchange(
     })
 }
 
-/// Reads the upstream's response head (skipping interim 1xx answers).
+/// Reads the upstream's response head (skipping interim 1xx answers);
+/// `out` gets the start of the client's head
+/// ([`wire::parse_response_into`]).
+#[allow(clippy::too_many_arguments)]
 async fn read_response_head(
     ur: &TcpStream,
     rbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
     head_only: bool,
     timer: &mut Timer,
     read_timeout: Duration,
@@ -982,13 +982,14 @@ async fn read_response_head(
     let mut got_any = false;
     loop {
         if !rbuf.is_empty() {
-            match wire::parse_response(rbuf, head_only) {
+            match wire::parse_response_into(rbuf, head_only, Some(out)) {
                 Ok(Some(head)) if head.status == 101 => {
                     // Nobody asked to switch protocols.
                     let _ = head;
                     return Err(Failure::Upstream("unexpected_101"));
                 }
                 Ok(Some(head)) if (100..200).contains(&head.status) => {
+                    out.clear();
                     rbuf.advance(head.len);
                     continue;
                 }
@@ -1315,4 +1316,161 @@ async fn tunnel(
         _ = tokio::io::copy_bidirectional(client, &mut upstream) => {}
     }
     (101, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn current(extra: &str) -> Arc<Current> {
+        let toml = format!(
+            r#"[server]
+listen = "127.0.0.1:4180"
+public_url = "http://app.example"
+
+[upstream]
+url = "http://127.0.0.1:8080"
+
+[session]
+secret = "{SECRET}"
+
+[providers.google]
+client_id = "id"
+client_secret = "secret"
+issuer = "http://127.0.0.1:9"
+
+{extra}
+"#
+        );
+        let settings = crate::config::parse(&toml, &|_: &str| None).expect("config");
+        let http = crate::providers::http_client().expect("client");
+        let providers = crate::providers::Providers::build(&settings, &http).expect("providers");
+        Arc::new(Current::new(App::new(
+            settings,
+            providers,
+            "127.0.0.1:8080".parse().unwrap(),
+            crate::session::SessionStore::Cookie,
+        )))
+    }
+
+    /// Reads until `stream` has sent `want` (or closed, or a generous
+    /// guard ran out: a failure, not a synchronisation).
+    async fn read_until(stream: &mut TcpStream, got: &mut Vec<u8>, want: &[u8]) {
+        let found = |got: &[u8]| got.windows(want.len()).any(|w| w == want);
+        let read = async {
+            let mut chunk = [0u8; 4096];
+            while !found(got) {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        assert!(
+            found(got),
+            "{:?} not in {:?}",
+            String::from_utf8_lossy(want),
+            String::from_utf8_lossy(got)
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_accepted_as_shutdown_begins_is_answered() {
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let (_stop, shutdown) = tokio::sync::watch::channel(false);
+                let w = Rc::new(Worker::new(
+                    current(""),
+                    "127.0.0.1:9".parse().unwrap(),
+                    shutdown,
+                ));
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                // A plain socket: read below without the runtime's help.
+                let mut client =
+                    std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                std::io::Write::write_all(
+                    &mut client,
+                    b"GET /x HTTP/1.1\r\nHost: app.example\r\nAccept: text/html\r\n\r\n",
+                )
+                .unwrap();
+                let (stream, peer) = listener.accept().await.unwrap();
+                w.start_serving(stream, peer);
+                // The drain begins before the connection's task first ran:
+                // it waits for it (the thread would end and drop the task
+                // otherwise), so its answer is complete when it returns.
+                w.drain().await;
+                let mut got = Vec::new();
+                client.set_nonblocking(true).unwrap();
+                let _ = std::io::Read::read_to_end(&mut client, &mut got);
+                let text = String::from_utf8_lossy(&got);
+                assert!(text.starts_with("HTTP/1.1 302 "), "{text}");
+                assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+            })
+            .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_already_sent_when_shutdown_begins_is_answered() {
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let (stop, shutdown) = tokio::sync::watch::channel(false);
+                let w = Rc::new(Worker::new(
+                    current("[access]\nskip_auth = [\"^/\"]"),
+                    upstream.local_addr().unwrap(),
+                    shutdown,
+                ));
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let mut client = TcpStream::connect(listener.local_addr().unwrap())
+                    .await
+                    .unwrap();
+                let (stream, peer) = listener.accept().await.unwrap();
+                w.start_serving(stream, peer);
+
+                client
+                    .write_all(b"GET /one HTTP/1.1\r\nHost: app.example\r\n\r\n")
+                    .await
+                    .unwrap();
+                let (mut app, _) = upstream.accept().await.unwrap();
+                let mut seen = Vec::new();
+                read_until(&mut app, &mut seen, b"\r\n\r\n").await;
+                assert!(seen.starts_with(b"GET /one "));
+                app.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\none")
+                    .await
+                    .unwrap();
+                let mut got = Vec::new();
+                read_until(&mut client, &mut got, b"\r\n\r\none").await;
+
+                // The connection waits, kept alive. Its next request is
+                // sent, and then shutdown begins: the connection's task
+                // learns of the shutdown before its socket's readiness
+                // (the runtime has not polled for events yet). The request
+                // is on its socket: it is answered, then the connection
+                // closes.
+                client
+                    .write_all(b"GET /two HTTP/1.1\r\nHost: app.example\r\n\r\n")
+                    .await
+                    .unwrap();
+                w.draining.set(true);
+                stop.send(true).unwrap();
+                seen.clear();
+                read_until(&mut app, &mut seen, b"\r\n\r\n").await;
+                assert!(seen.starts_with(b"GET /two "));
+                app.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ntwo")
+                    .await
+                    .unwrap();
+                got.clear();
+                client.read_to_end(&mut got).await.unwrap();
+                let text = String::from_utf8_lossy(&got);
+                assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+                assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+                assert!(text.ends_with("\r\n\r\ntwo"), "{text}");
+                w.drain().await;
+            })
+            .await;
+    }
 }

@@ -370,6 +370,8 @@ pub struct ResponseHead {
     /// The upstream will close the connection after this response.
     pub close: bool,
     pub len: usize,
+    /// The Content-Length it announced (kept on an answer to HEAD).
+    pub announced: Option<u64>,
 }
 
 /// Why an upstream response is unusable: 502.
@@ -379,6 +381,20 @@ pub struct BadResponse;
 /// Parses a response head at the start of `buf` (`Ok(None)`: more bytes
 /// needed). `head_request`: the request was HEAD (no body follows).
 pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, BadResponse> {
+    parse_response_into(buf, head_request, None)
+}
+
+/// [`parse_response`], and in the same pass (the head parsed once) the
+/// start of the client's head in `client`: for a final answer, its status
+/// line and the fields that go on — all but the hop-by-hop ones and those
+/// its `Connection` names, case and order kept. [`finish_response_head`]
+/// adds our framing and connection fields. Nothing is written for an
+/// incomplete or a bad head.
+pub fn parse_response_into(
+    buf: &[u8],
+    head_request: bool,
+    client: Option<&mut Vec<u8>>,
+) -> Result<Option<ResponseHead>, BadResponse> {
     let mut fields = no_fields();
     let mut parsed = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -422,12 +438,36 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseH
     } else {
         !conn.keep_alive || conn.close
     } || framing == Framing::UntilClose;
+    if let Some(out) = client {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        crate::digits::push_u64(out, u64::from(status));
+        out.push(b' ');
+        out.extend_from_slice(parsed.reason.unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        // Usually no `Connection` names another field: no list to build.
+        let named = if conn.names_others {
+            named_by_connection(parsed.headers.iter().map(|h| (h.name.as_bytes(), h.value)))
+        } else {
+            Vec::new()
+        };
+        for field in parsed.headers.iter() {
+            let name = field.name.as_bytes();
+            if is_hop_by_hop(name) || named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(field.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     Ok(Some(ResponseHead {
         status,
         version,
         framing,
         close,
         len,
+        announced: length,
     }))
 }
 
@@ -458,11 +498,10 @@ fn response_framing(
     })
 }
 
-/// Writes the response head for the client: the upstream's status line
-/// and fields (case and order kept) minus hop-by-hop ones and those its
-/// `Connection` names, then our framing and connection fields.
-/// `body`: how the body will be sent to the client; `set_cookies`: cookies
-/// of ours that ride on the answer (a re-sealed access token).
+/// Writes the response head for the client from the upstream's head
+/// `upstream` (parsed before as `head`): see [`parse_response_into`] and
+/// [`finish_response_head`]. For answers read apart from their parse (the
+/// WebSocket handshake's); the exchange path writes while it parses.
 pub fn write_response_head(
     out: &mut Vec<u8>,
     upstream: &[u8],
@@ -472,30 +511,24 @@ pub fn write_response_head(
     keep_alive_10: bool,
     set_cookies: &[String],
 ) {
-    let mut fields = no_fields();
-    let mut parsed = httparse::Response::new(&mut []);
-    // Parsed successfully before: cannot fail now.
-    let _ = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut parsed,
-        upstream,
-        &mut fields,
-    );
-    out.extend_from_slice(b"HTTP/1.1 ");
-    crate::digits::push_u64(out, u64::from(head.status));
-    out.push(b' ');
-    out.extend_from_slice(parsed.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let named = named_by_connection(parsed.headers.iter().map(|h| (h.name.as_bytes(), h.value)));
-    for field in parsed.headers.iter() {
-        let name = field.name.as_bytes();
-        if is_hop_by_hop(name) || named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-            continue;
-        }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(field.value);
-        out.extend_from_slice(b"\r\n");
-    }
+    // Parsed successfully before: cannot fail now (read as an answer to
+    // HEAD: the framing is `head`'s, not this pass's).
+    let _ = parse_response_into(upstream, true, Some(out));
+    finish_response_head(out, head, body, close, keep_alive_10, set_cookies);
+}
+
+/// Ends a client head begun by [`parse_response_into`]: our framing field,
+/// cookies of ours that ride on the answer (a re-sealed access token), our
+/// connection field, the blank line. `body`: how the body will be sent to
+/// the client.
+pub fn finish_response_head(
+    out: &mut Vec<u8>,
+    head: &ResponseHead,
+    body: Framing,
+    close: bool,
+    keep_alive_10: bool,
+    set_cookies: &[String],
+) {
     match body {
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
@@ -510,7 +543,7 @@ pub fn write_response_head(
                 && !(100..200).contains(&head.status) =>
         {
             // A HEAD answer keeps the length the upstream announced.
-            if let Some(n) = announced_length(parsed.headers) {
+            if let Some(n) = head.announced {
                 out.extend_from_slice(b"content-length: ");
                 crate::digits::push_u64(out, n);
                 out.extend_from_slice(b"\r\n");
@@ -529,13 +562,6 @@ pub fn write_response_head(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-fn announced_length(fields: &[httparse::Header<'_>]) -> Option<u64> {
-    fields
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|h| content_length(h.value))
 }
 
 /// Header names listed in the `Connection` fields of a head (lower-cased
@@ -1110,5 +1136,58 @@ mod tests {
             text,
             "HTTP/1.1 200 OK\r\nX-Kept: yes\r\ncontent-length: 2\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn response_head_written_while_parsed() {
+        // The exchange writes the client's head in the parsing pass; the
+        // tunnel parses first and writes later: same bytes, and a field
+        // named by a `Connection` that comes after it still goes.
+        let up = b"HTTP/1.1 404 Not Here\r\nX-Private: 1\r\nContent-Length: 0\r\nSet-Cookie: a=b\r\nConnection: x-private\r\n\r\nnext";
+        let mut during = Vec::new();
+        let head = parse_response_into(up, false, Some(&mut during))
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.len, up.len() - 4);
+        finish_response_head(
+            &mut during,
+            &head,
+            Framing::None,
+            true,
+            false,
+            &["s=1".into()],
+        );
+        let mut after = Vec::new();
+        write_response_head(
+            &mut after,
+            up,
+            &head,
+            Framing::None,
+            true,
+            false,
+            &["s=1".into()],
+        );
+        assert_eq!(during, after);
+        assert_eq!(
+            String::from_utf8(during).unwrap(),
+            "HTTP/1.1 404 Not Here\r\nSet-Cookie: a=b\r\ncontent-length: 0\r\nset-cookie: s=1\r\nconnection: close\r\n\r\n"
+        );
+        // An answer to HEAD keeps the length the upstream announced.
+        let up = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n";
+        let mut out = Vec::new();
+        let head = parse_response_into(up, true, Some(&mut out))
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, Framing::None);
+        finish_response_head(&mut out, &head, Framing::None, false, false, &[]);
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n");
+        // Incomplete: nothing written.
+        let mut out = Vec::new();
+        assert!(
+            parse_response_into(b"HTTP/1.1 200 OK\r\nX: y\r\n", false, Some(&mut out))
+                .unwrap()
+                .is_none()
+        );
+        assert!(out.is_empty());
     }
 }
