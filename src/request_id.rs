@@ -9,6 +9,9 @@ use rand::RngCore as _;
 /// The header, lower case.
 pub const HEADER: &str = "x-request-id";
 
+/// [`HEADER`] as a parsed name (lookups by `&str` parse it each time).
+pub static NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
+
 /// Longest client-supplied id kept (longer ones are replaced).
 pub const MAX_LEN: usize = 128;
 

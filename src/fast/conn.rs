@@ -371,7 +371,13 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
         let started = std::time::Instant::now();
         // The head's deadline counts from its first bytes.
         let head_by = tokio::time::Instant::from_std(started + w.header_timeout);
-        let head = match timer.until(head_by, read_head(&mut client, &mut buf)).await {
+        // One configuration for the whole request, even across a reload.
+        let app = w.current.borrow_mut().get();
+        let trust_id = app.settings().server.trust_request_id;
+        let head = match timer
+            .until(head_by, read_head(&mut client, &mut buf, trust_id))
+            .await
+        {
             None => {
                 // Half a head and then nothing: 408, and the connection goes.
                 let reply = Reply::html(
@@ -409,6 +415,7 @@ async fn serve(counted: OpenConnection, mut client: TcpStream, peer: SocketAddr)
         // does; an idle connection's future stays small.
         let (keep, end) = Box::pin(handle(
             &w,
+            app,
             &mut client,
             ip,
             &mut buf,
@@ -444,12 +451,22 @@ fn first_read(w: &Worker, client: &TcpStream, buf: &mut BytesMut) -> std::io::Re
 }
 
 /// Reads until `buf` starts with a complete request head; the bytes after
-/// it stay in `buf`.
-async fn read_head(client: &mut TcpStream, buf: &mut BytesMut) -> Result<RequestHead, HeadError> {
+/// it stay in `buf`. The head carries its request id
+/// ([`headers::request_id_in`]; `trust_id`: `server.trust_request_id`),
+/// so that the upstream, every answer and every log line carry it.
+async fn read_head(
+    client: &mut TcpStream,
+    buf: &mut BytesMut,
+    trust_id: bool,
+) -> Result<RequestHead, HeadError> {
     loop {
         if !buf.is_empty() {
             let bytes = buf.split().freeze();
-            match wire::parse_request(&bytes) {
+            let id = |fields: &http::HeaderMap| {
+                let id = headers::request_id_in(fields, trust_id);
+                Some((crate::request_id::NAME.clone(), id))
+            };
+            match wire::parse_request_with(&bytes, id) {
                 Ok(Some(head)) => {
                     if bytes.len() > head.len {
                         buf.extend_from_slice(&bytes[head.len..]);
@@ -470,8 +487,10 @@ async fn read_head(client: &mut TcpStream, buf: &mut BytesMut) -> Result<Request
 
 /// One request: judge, answer or forward, log. Returns whether the
 /// connection may carry another request, and when this one ended.
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     w: &Worker,
+    app: Arc<App>,
     client: &mut TcpStream,
     ip: IpAddr,
     buf: &mut BytesMut,
@@ -479,21 +498,20 @@ async fn handle(
     started: std::time::Instant,
     timer: &mut Timer,
 ) -> (bool, std::time::Instant) {
-    // One configuration for the whole request, even across a reload.
-    let mut ctx = Ctx::started_at(w.current.borrow_mut().get(), started);
-    let app = ctx.app.clone();
+    let mut ctx = Ctx::started_at(app.clone(), started);
     let app = &*app;
     let RequestHead {
         mut req,
         framing,
         keep_alive,
         expect_continue,
+        stamped,
         ..
     } = head;
-    // First of all: the request's id, on the request itself, so that the
-    // upstream, every answer and every log line carry it.
-    ctx.request_id = headers::request_id(&req, app.settings().server.trust_request_id);
-    let _ = headers::set_request_id(&mut req, &ctx.request_id);
+    // The request's id, put on the request as it was read.
+    if let Some(id) = stamped {
+        ctx.request_id = id;
+    }
     if crate::traces::enabled() {
         ctx.span = crate::traces::start_request(
             req.method.as_str(),

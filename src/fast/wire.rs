@@ -99,6 +99,8 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// Bytes of the head (the body, or the next request, starts there).
     pub len: usize,
+    /// The value of the field [`parse_request_with`]'s `stamp` put on it.
+    pub stamped: Option<HeaderValue>,
 }
 
 /// Room for a head's fields, left uninitialised (httparse fills what it
@@ -110,6 +112,17 @@ fn no_fields<'b>() -> [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS]
 /// Parses a request head at the start of `buf`. `Ok(None)`: more bytes
 /// needed. The header values share `buf`'s memory (no copy).
 pub fn parse_request(buf: &Bytes) -> Result<Option<RequestHead>, BadRequest> {
+    parse_request_with(buf, |_| None)
+}
+
+/// [`parse_request`], and `stamp`'s field (the request's id) put on the
+/// request in place of every copy the client sent. The fields go straight
+/// into the request's map: pingora's `append_header` title-cases each name
+/// and parses it again, for a case map this request does not keep.
+pub fn parse_request_with(
+    buf: &Bytes,
+    stamp: impl FnOnce(&http::HeaderMap) -> Option<(HeaderName, HeaderValue)>,
+) -> Result<Option<RequestHead>, BadRequest> {
     let mut fields = no_fields();
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut fields) {
@@ -138,41 +151,61 @@ pub fn parse_request(buf: &Bytes) -> Result<Option<RequestHead>, BadRequest> {
         _ => return Err(BadRequest::Syntax),
     };
     let target = parsed.path.ok_or(BadRequest::Syntax)?;
-    let mut req =
-        RequestHeader::build_no_case(method, target.as_bytes(), Some(parsed.headers.len() + 4))
-            .map_err(|_| BadRequest::Syntax)?;
-    req.set_version(version);
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.version = version;
+    parts.headers.reserve(parsed.headers.len() + 4);
 
     let mut hosts = 0;
     let mut lengths: Option<u64> = None;
     let mut codings = Codings::default();
     let mut conn = ConnectionTokens::default();
     let mut expect_continue = false;
-    for field in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| BadRequest::Syntax)?;
-        if name == http::header::HOST {
-            hosts += 1;
-        } else if name == http::header::CONTENT_LENGTH {
-            let n = content_length(field.value).ok_or(BadRequest::Framing)?;
-            if lengths.is_some_and(|m| m != n) {
-                return Err(BadRequest::Framing);
+    let mut each_field = || {
+        for field in parsed.headers.iter() {
+            let name =
+                HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| BadRequest::Syntax)?;
+            if name == http::header::HOST {
+                hosts += 1;
+            } else if name == http::header::CONTENT_LENGTH {
+                let n = content_length(field.value).ok_or(BadRequest::Framing)?;
+                if lengths.is_some_and(|m| m != n) {
+                    return Err(BadRequest::Framing);
+                }
+                lengths = Some(n);
+            } else if name == http::header::TRANSFER_ENCODING {
+                codings.add(field.value);
+            } else if name == http::header::CONNECTION {
+                conn.add(field.value).map_err(|_| BadRequest::Connection)?;
+            } else if name == http::header::EXPECT {
+                if field.value.eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = true;
+                } else {
+                    return Err(BadRequest::Expectation);
+                }
             }
-            lengths = Some(n);
-        } else if name == http::header::TRANSFER_ENCODING {
-            codings.add(field.value);
-        } else if name == http::header::CONNECTION {
-            conn.add(field.value).map_err(|_| BadRequest::Connection)?;
-        } else if name == http::header::EXPECT {
-            if field.value.eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = true;
-            } else {
-                return Err(BadRequest::Expectation);
-            }
+            let value = value_in(buf, field.value);
+            parts
+                .headers
+                .try_append(name, value)
+                .map_err(|_| BadRequest::TooLarge)?;
         }
-        let value = value_in(buf, field.value);
-        req.append_header(name, value)
-            .map_err(|_| BadRequest::Syntax)?;
-    }
+        Ok(())
+    };
+    let fields_read = each_field();
+    let stamped = match fields_read {
+        Ok(()) => stamp(&parts.headers).map(|(name, value)| {
+            parts.headers.insert(name, value.clone());
+            value
+        }),
+        Err(_) => None,
+    };
+    // Without a case map, as `RequestHeader::build_no_case` makes it.
+    let mut req = RequestHeader::from(parts);
+    // A bad target is the first error (it was parsed first before).
+    req.set_raw_path(target.as_bytes())
+        .map_err(|_| BadRequest::Syntax)?;
+    fields_read?;
     let one_host = if version == Version::HTTP_11 {
         hosts == 1
     } else {
@@ -193,6 +226,7 @@ pub fn parse_request(buf: &Bytes) -> Result<Option<RequestHead>, BadRequest> {
         keep_alive,
         expect_continue,
         len,
+        stamped,
     }))
 }
 
@@ -974,6 +1008,33 @@ mod tests {
             req("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"),
             Err(BadRequest::Syntax)
         ));
+    }
+
+    #[test]
+    fn a_stamped_field_replaces_every_client_copy() {
+        let raw = Bytes::from_static(
+            b"GET /a HTTP/1.1\r\nX-Request-Id: forged\r\nHost: h\r\nx-request-id: again\r\nAccept: */*\r\n\r\n",
+        );
+        let mut seen = Vec::new();
+        let head = parse_request_with(&raw, |fields| {
+            seen = fields
+                .get_all("x-request-id")
+                .iter()
+                .map(|v| v.as_bytes().to_vec())
+                .collect();
+            Some((
+                HeaderName::from_static("x-request-id"),
+                HeaderValue::from_static("ours"),
+            ))
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(seen, [b"forged".to_vec(), b"again".to_vec()]);
+        assert_eq!(head.stamped.unwrap(), "ours");
+        let ids: Vec<_> = head.req.headers.get_all("x-request-id").iter().collect();
+        assert_eq!(ids, ["ours"]);
+        assert_eq!(head.req.headers.len(), 3);
+        assert!(!head.req.has_case());
     }
 
     #[test]

@@ -71,10 +71,14 @@ pub fn is_override(name: &str) -> bool {
 /// The request's id: the client's `X-Request-Id` when `trust_client` and it
 /// is well-formed ([`crate::request_id::is_valid`]), else a new one.
 pub fn request_id(req: &RequestHeader, trust_client: bool) -> HeaderValue {
+    request_id_in(&req.headers, trust_client)
+}
+
+/// [`request_id`] of a request's fields.
+pub fn request_id_in(fields: &http::HeaderMap, trust_client: bool) -> HeaderValue {
     if trust_client {
-        if let Some(v) = req
-            .headers
-            .get(crate::request_id::HEADER)
+        if let Some(v) = fields
+            .get(&crate::request_id::NAME)
             .filter(|v| crate::request_id::is_valid(v.as_bytes()))
         {
             return v.clone();
@@ -135,17 +139,33 @@ impl IdentityHeaders {
     /// and — on a request passed without a session — the routing and
     /// method override headers ([`is_override`]).
     pub fn strip(&self, req: &mut RequestHeader, with_session: bool) {
+        self.strip_noting(req, with_session);
+    }
+
+    /// [`Self::strip`], noting in the same pass over the names which of
+    /// the fields the proxy sets itself the client sent (usually none: no
+    /// lookup for each then).
+    pub fn strip_noting(&self, req: &mut RequestHeader, with_session: bool) -> Present {
         // No allocation unless something must go.
         let mut drop: Vec<HeaderName> = Vec::new();
+        let mut present = Present::default();
         for name in req.headers.keys() {
             let n = name.as_str();
             if self.is_forged(n) || is_smuggled(n) || (!with_session && is_override(n)) {
                 drop.push(name.clone());
+            } else if let Some(which) = n.strip_prefix("x-forwarded-") {
+                match which {
+                    "for" => present.forwarded_for = true,
+                    "proto" => present.forwarded_proto = true,
+                    "host" => present.forwarded_host = true,
+                    _ => {}
+                }
             }
         }
         for name in drop {
             req.remove_header(&name);
         }
+        present
     }
 
     /// Calls `f` with each identity header to send: absent values are
@@ -215,6 +235,22 @@ impl IdentityHeaders {
     }
 }
 
+/// Which of the `X-Forwarded-*` fields the proxy sets a request came with
+/// (after [`IdentityHeaders::strip_noting`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Present {
+    pub forwarded_for: bool,
+    pub forwarded_proto: bool,
+    pub forwarded_host: bool,
+}
+
+/// `X-Forwarded-For`, parsed once.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`, parsed once.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`, parsed once.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// One header line of a head being written: `name: value` and CRLF.
 pub fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.reserve(name.len() + value.len() + 4);
@@ -230,7 +266,7 @@ pub fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Whether there were any.
 pub fn earlier_hops(out: &mut Vec<u8>, req: &RequestHeader) -> bool {
     let mut any = false;
-    for prev in req.headers.get_all("x-forwarded-for") {
+    for prev in req.headers.get_all(&X_FORWARDED_FOR) {
         out.extend_from_slice(prev.as_bytes());
         out.extend_from_slice(b", ");
         any = true;

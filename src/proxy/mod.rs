@@ -222,9 +222,9 @@ impl App {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        self.identity_headers.strip(req, identity.is_some());
+        let present = self.identity_headers.strip_noting(req, identity.is_some());
         // Usually already the one copy, set when the request arrived.
-        let ids = req.headers.get_all(crate::request_id::HEADER);
+        let ids = req.headers.get_all(&crate::request_id::NAME);
         let mut ids = ids.iter();
         if ids.next() != Some(request_id) || ids.next().is_some() {
             headers::set_request_id(req, request_id)?;
@@ -235,15 +235,19 @@ impl App {
         if let Some(ip) = client {
             // Any earlier hops, then the client's address.
             extra.extend_from_slice(b"x-forwarded-for: ");
-            if headers::earlier_hops(extra, req) {
-                req.remove_header("x-forwarded-for");
+            if present.forwarded_for && headers::earlier_hops(extra, req) {
+                req.remove_header(&headers::X_FORWARDED_FOR);
             }
             crate::digits::push_ip(extra, ip);
             extra.extend_from_slice(b"\r\n");
         }
-        req.remove_header("x-forwarded-proto");
+        if present.forwarded_proto {
+            req.remove_header(&headers::X_FORWARDED_PROTO);
+        }
         headers::put_line(extra, b"x-forwarded-proto", self.forwarded_proto.as_bytes());
-        req.remove_header("x-forwarded-host");
+        if present.forwarded_host {
+            req.remove_header(&headers::X_FORWARDED_HOST);
+        }
         if let Some(h) = host {
             headers::put_line(extra, b"x-forwarded-host", h.as_bytes());
         }
