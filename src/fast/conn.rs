@@ -704,7 +704,7 @@ async fn proxy(
         .prepare_upstream_head(
             Some(ip),
             req,
-            ctx.identity.as_ref(),
+            ctx.identity.as_deref(),
             &ctx.request_id,
             ctx.session_expires_at,
             ctx.access_token.as_ref(),
@@ -1228,13 +1228,13 @@ async fn tunnel(
         req,
         target.as_bytes(),
         Some(ip),
-        ctx.identity.as_ref(),
+        ctx.identity.as_deref(),
         &ctx.request_id,
     )
     .and_then(|mut up| {
         app.add_identity_extras(
             &mut up,
-            ctx.identity.as_ref(),
+            ctx.identity.as_deref(),
             ctx.session_expires_at,
             ctx.access_token.as_ref(),
         )

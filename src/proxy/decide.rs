@@ -12,6 +12,7 @@
 //! original request.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::header::ACCEPT;
 use http::{HeaderMap, Method};
@@ -38,10 +39,10 @@ pub enum Verdict {
     Public,
     /// A valid session the `[access]` rules allow: forwarded with its
     /// identity; the session ends at the given unix second.
-    Forward(Identity, u64),
+    Forward(Arc<Identity>, u64),
     /// A valid session the rules do not allow: the 403 page (403 JSON for
     /// an API request).
-    Forbidden(Identity, Denial),
+    Forbidden(Arc<Identity>, Denial),
     /// A valid bearer token whose user the rules do not allow: 403 JSON
     /// with `WWW-Authenticate: Bearer error="insufficient_scope"` (an API
     /// client has no use for a page offering a browser sign-in).
@@ -88,9 +89,9 @@ pub enum AuthVerdict {
     /// `skip_auth` or a `public = true` route: 202 without identity.
     Public,
     /// 202 with the identity headers.
-    Allow(Identity),
+    Allow(Arc<Identity>),
     /// 403.
-    Forbidden(Identity),
+    Forbidden(Arc<Identity>),
     /// 401.
     SignIn,
     /// The session store (Redis) cannot answer: 503, never a pass.
@@ -257,7 +258,7 @@ impl App {
                         Some(Ok(user)) => {
                             strip_authorization = !user.pass_authorization;
                             match Denial::of(&rule, rule.judge(&user.identity)) {
-                                None => Verdict::Forward(user.identity, user.expires_at),
+                                None => Verdict::Forward(Arc::new(user.identity), user.expires_at),
                                 Some(_) => Verdict::BearerForbidden(user.identity),
                             }
                         }
@@ -351,9 +352,9 @@ impl App {
             },
             Ok(None) => match self.bearer_user(req).await {
                 Some(Ok(user)) => match rule.judge(&user.identity) {
-                    Judgement::Allowed => AuthVerdict::Allow(user.identity),
+                    Judgement::Allowed => AuthVerdict::Allow(Arc::new(user.identity)),
                     Judgement::NotAllowed | Judgement::WrongProvider => {
-                        AuthVerdict::Forbidden(user.identity)
+                        AuthVerdict::Forbidden(Arc::new(user.identity))
                     }
                 },
                 None | Some(Err(_)) => AuthVerdict::SignIn,

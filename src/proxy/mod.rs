@@ -445,7 +445,10 @@ impl App {
     /// one cookie lookup, one AEAD open, one decode (with Redis: then the
     /// per-process cache, or one round trip). `Err` when the session store
     /// cannot answer: the caller answers 503, never "no check".
-    async fn read_session(&self, req: &RequestHeader) -> Result<Option<Identity>, Unavailable> {
+    async fn read_session(
+        &self,
+        req: &RequestHeader,
+    ) -> Result<Option<Arc<Identity>>, Unavailable> {
         Ok(self.read_session_until(req).await?.map(|(id, _)| id))
     }
 
@@ -453,7 +456,7 @@ impl App {
     async fn read_session_until(
         &self,
         req: &RequestHeader,
-    ) -> Result<Option<(Identity, u64)>, Unavailable> {
+    ) -> Result<Option<(Arc<Identity>, u64)>, Unavailable> {
         let cookies = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
         let Some(sealed) = cookie::find_split(cookies, self.cookie_name()) else {
             return Ok(None);
@@ -570,7 +573,7 @@ pub struct Portcullis(pub Arc<crate::reload::Current>);
 pub struct Ctx {
     /// The configuration this request is served with, start to end.
     pub(crate) app: Arc<App>,
-    pub(crate) identity: Option<Identity>,
+    pub(crate) identity: Option<Arc<Identity>>,
     /// When the session in `identity` ends (unix seconds): a WebSocket
     /// tunnel it opened is closed then.
     pub(crate) session_expires_at: u64,
@@ -742,12 +745,12 @@ impl ProxyHttp for Portcullis {
         ctx.app.prepare_upstream_request(
             client_ip(session),
             upstream_request,
-            ctx.identity.as_ref(),
+            ctx.identity.as_deref(),
             &ctx.request_id,
         )?;
         ctx.app.add_identity_extras(
             upstream_request,
-            ctx.identity.as_ref(),
+            ctx.identity.as_deref(),
             ctx.session_expires_at,
             ctx.access_token.as_ref(),
         )
@@ -1441,7 +1444,7 @@ impl App {
                         ),
                     }
                 }
-                ctx.identity = Some(identity);
+                ctx.identity = Some(Arc::new(identity));
                 reply
             }
         }

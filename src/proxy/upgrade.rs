@@ -50,12 +50,12 @@ fn handshake(app: &App, session: &Session, ctx: &Ctx) -> Result<RequestHeader> {
         req,
         target.as_bytes(),
         super::client_ip(session),
-        ctx.identity.as_ref(),
+        ctx.identity.as_deref(),
         &ctx.request_id,
     )?;
     app.add_identity_extras(
         &mut up,
-        ctx.identity.as_ref(),
+        ctx.identity.as_deref(),
         ctx.session_expires_at,
         ctx.access_token.as_ref(),
     )?;

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::identity::Identity;
@@ -29,7 +29,7 @@ pub type SessionId = [u8; 16];
 
 #[derive(Clone, Debug)]
 struct Entry {
-    identity: Identity,
+    identity: Arc<Identity>,
     /// When the session ends (unix seconds, exclusive).
     expires_at: u64,
     fetched: Instant,
@@ -80,7 +80,7 @@ impl SessionCache {
         id: &SessionId,
         now: Instant,
         unix_now: u64,
-    ) -> Option<(Identity, u64)> {
+    ) -> Option<(Arc<Identity>, u64)> {
         let shard = self.shard(id);
         let entry = shard.get(id)?;
         let fresh = now.saturating_duration_since(entry.fetched) < FRESH_FOR;
@@ -99,7 +99,7 @@ impl SessionCache {
         &self,
         epoch: u64,
         id: SessionId,
-        identity: Identity,
+        identity: Arc<Identity>,
         expires_at: u64,
         fetched: Instant,
     ) -> bool {
@@ -171,8 +171,8 @@ mod tests {
 
     const UNIX: u64 = 1_700_000_000;
 
-    fn identity(n: u8) -> Identity {
-        Identity {
+    fn identity(n: u8) -> Arc<Identity> {
+        Arc::new(Identity {
             provider: "google".into(),
             subject: format!("{n}"),
             email: None,
@@ -180,7 +180,7 @@ mod tests {
             login: None,
             picture: None,
             groups: Vec::new(),
-        }
+        })
     }
 
     fn id(n: u8) -> SessionId {

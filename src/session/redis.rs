@@ -694,6 +694,7 @@ impl RedisStore {
                 let Some(identity) = Identity::decode(&bytes) else {
                     return Ok(None);
                 };
+                let identity = std::sync::Arc::new(identity);
                 self.cache
                     .insert(epoch, id, identity.clone(), expires_at, now);
                 Ok(Some((identity, expires_at)))
@@ -719,8 +720,13 @@ impl RedisStore {
         let pipes = put_session(&self.keys, &id, identity, expires_at, unix_now());
         let epoch = self.cache.epoch();
         self.run(|con| put(con, pipes)).await?;
-        self.cache
-            .insert(epoch, id, identity.clone(), expires_at, Instant::now());
+        self.cache.insert(
+            epoch,
+            id,
+            std::sync::Arc::new(identity.clone()),
+            expires_at,
+            Instant::now(),
+        );
         Ok(())
     }
 

@@ -31,7 +31,7 @@ pub const TICKET_LEN: usize = 32;
 pub struct Unavailable;
 
 /// A session found for a cookie: who, and until when (unix seconds).
-pub type Found = (Identity, u64);
+pub type Found = (std::sync::Arc<Identity>, u64);
 
 /// The configured store.
 #[derive(Clone)]
@@ -208,7 +208,7 @@ mod tests {
         let c = codec();
         let sealed = c.seal_identity(NAME, &identity(), Duration::from_secs(60));
         let first = opened::get_or_open(&c, NAME, &sealed).expect("opens");
-        assert_eq!(first.0, identity());
+        assert_eq!(*first.0, identity());
         // Served again (from the cache) for the same codec and name only.
         assert_eq!(opened::get_or_open(&c, NAME, &sealed), Some(first));
         assert_eq!(opened::get_or_open(&c, "_other", &sealed), None);
@@ -294,7 +294,7 @@ mod tests {
             .ok()
             .flatten()
             .expect("opens");
-        assert_eq!(found, identity());
+        assert_eq!(*found, identity());
         assert_eq!(store.open(&c, NAME, "forged").await, Ok(None));
         assert_eq!(store.end(&c, NAME, &value).await, Ok(()));
         assert!(store.accepts_sign_ins() && store.readiness().is_ok());
@@ -342,7 +342,8 @@ mod opened {
         if hit.is_some() {
             return hit;
         }
-        let found = codec.open_identity_until(name, sealed)?;
+        let (identity, expires_at) = codec.open_identity_until(name, sealed)?;
+        let found = (std::sync::Arc::new(identity), expires_at);
         OPENED.with(|m| {
             let mut m = m.borrow_mut();
             crate::thread_cache::insert_bounded(
