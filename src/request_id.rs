@@ -35,20 +35,27 @@ pub fn uuid_v7(millis: u64, random: [u8; 10]) -> [u8; 36] {
     b[6..].copy_from_slice(&random);
     b[6] = 0x70 | (b[6] & 0x0f); // version 7
     b[8] = 0x80 | (b[8] & 0x3f); // variant 10
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 36];
-    let mut o = 0;
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out[o] = b'-';
-            o += 1;
-        }
-        out[o] = HEX[usize::from(byte >> 4)];
-        out[o + 1] = HEX[usize::from(byte & 0x0f)];
-        o += 2;
+                                 // Each byte's two digits from a table, at fixed places around the
+                                 // dashes (per request: a per-nibble loop cost more than the rest).
+    const PLACE: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    let mut out = [b'-'; 36];
+    for (byte, at) in b.iter().zip(PLACE) {
+        out[at..at + 2].copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
     out
 }
+
+/// The two lower-case hex digits of every byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0x0f]];
+        i += 1;
+    }
+    t
+};
 
 /// Whether a client's id may be kept: 1 to [`MAX_LEN`] bytes of letters,
 /// digits and `-_.:+/=@` — nothing that could break a log line, a header or
@@ -76,6 +83,14 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&id).unwrap(),
             "00000000-0000-7000-8000-000000000000"
+        );
+        let id = uuid_v7(
+            0x0123_4567_89ab,
+            [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x10, 0x32],
+        );
+        assert_eq!(
+            std::str::from_utf8(&id).unwrap(),
+            "01234567-89ab-7123-8567-89abcdef1032"
         );
     }
 

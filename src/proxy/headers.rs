@@ -99,6 +99,9 @@ pub fn set_request_id(req: &mut RequestHeader, id: &HeaderValue) -> pingora::Res
 pub struct IdentityHeaders {
     pub names: HeaderNames,
     normalized: Vec<Vec<u8>>,
+    /// Which names these are, for the header lines prebuilt with them (a
+    /// reload's new names never reuse lines built with the old ones).
+    generation: u64,
 }
 
 impl IdentityHeaders {
@@ -108,7 +111,12 @@ impl IdentityHeaders {
             .iter()
             .map(|h| normalize_header_name(h.as_str()).into_bytes())
             .collect();
-        IdentityHeaders { names, normalized }
+        static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        IdentityHeaders {
+            names,
+            normalized,
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// Also strips every client-supplied spelling of `name` (the signed
@@ -175,10 +183,17 @@ impl IdentityHeaders {
     fn each<E>(
         &self,
         id: &Identity,
+        f: impl FnMut(&HeaderName, &HeaderValue) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.each_of(&prebuilt::values(id), f)
+    }
+
+    fn each_of<E>(
+        &self,
+        v: &prebuilt::Values,
         mut f: impl FnMut(&HeaderName, &HeaderValue) -> Result<(), E>,
     ) -> Result<(), E> {
         let n = &self.names;
-        let v = prebuilt::values(id);
         f(&n.user, &v.user)?;
         f(&n.provider, &v.provider)?;
         for (name, value) in [
@@ -203,11 +218,20 @@ impl IdentityHeaders {
     /// The identity as header lines (`name: value` and CRLF) for a request
     /// head being written: the fast path's [`Self::inject`], for a request
     /// that [`Self::strip`] left without any copy of these names.
+    /// The lines are built once per user, thread and set of names.
     pub fn write_lines(&self, out: &mut Vec<u8>, id: &Identity) {
-        let _ = self.each(id, |name, v| {
-            put_line(out, name.as_str().as_bytes(), v.as_bytes());
-            Ok::<(), std::convert::Infallible>(())
-        });
+        let v = prebuilt::values(id);
+        let mut lines = v.lines.borrow_mut();
+        let (generation, lines) = &mut *lines;
+        if *generation != self.generation {
+            lines.clear();
+            let _ = self.each_of(&v, |name, value| {
+                put_line(lines, name.as_str().as_bytes(), value.as_bytes());
+                Ok::<(), std::convert::Infallible>(())
+            });
+            *generation = self.generation;
+        }
+        out.extend_from_slice(lines);
     }
 
     /// Does a header we strip (an identity header, in any spelling) share
@@ -330,6 +354,9 @@ mod prebuilt {
         pub login: Option<HeaderValue>,
         pub picture: Option<HeaderValue>,
         pub groups: Option<HeaderValue>,
+        /// These values as header lines, with the names of the
+        /// `IdentityHeaders` of that generation (0: none yet).
+        pub lines: RefCell<(u64, Vec<u8>)>,
     }
 
     thread_local! {
@@ -352,6 +379,7 @@ mod prebuilt {
             login: optional(&id.login),
             picture: optional(&id.picture),
             groups: groups_value(&id.groups).map(shared),
+            lines: RefCell::new((0, Vec::new())),
         }
     }
 
@@ -453,6 +481,42 @@ mod tests {
             picture: HeaderName::from_static("x-user-picture"),
             groups: HeaderName::from_static("x-user-groups"),
         })
+    }
+
+    #[test]
+    fn identity_lines_are_built_with_the_names_in_force() {
+        let id = Identity {
+            provider: "google".into(),
+            subject: "lines-1".into(),
+            email: Some("a@example.com".into()),
+            name: None,
+            login: None,
+            picture: None,
+            groups: Vec::new(),
+        };
+        let mut out = Vec::new();
+        headers().write_lines(&mut out, &id);
+        let expected =
+            "x-user: google:lines-1\r\nx-user-provider: google\r\nx-user-email: a@example.com\r\n";
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+        // Reused for the same names (the same `IdentityHeaders`) ...
+        let h = headers();
+        out.clear();
+        h.write_lines(&mut out, &id);
+        h.write_lines(&mut out, &id);
+        assert_eq!(String::from_utf8_lossy(&out), expected.repeat(2));
+        // ... never for others (a reload renamed one).
+        let mut names = h.names.clone();
+        names.email = HeaderName::from_static("x-mail");
+        out.clear();
+        IdentityHeaders::new(names).write_lines(&mut out, &id);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "x-user: google:lines-1\r\nx-user-provider: google\r\nx-mail: a@example.com\r\n"
+        );
+        out.clear();
+        h.write_lines(&mut out, &id);
+        assert_eq!(String::from_utf8_lossy(&out), expected);
     }
 
     #[test]
