@@ -265,46 +265,74 @@ impl Timer {
     /// `fut`, or `None` when it is still waiting `limit` after it first had
     /// to wait, as `tokio::time::timeout(limit, fut)` (but the clock is
     /// read only if it waits).
-    async fn within<F: Future>(&mut self, limit: Duration, fut: F) -> Option<F::Output> {
-        self.run(fut, || tokio::time::Instant::now() + limit).await
+    fn within<F: Future>(&mut self, limit: Duration, fut: F) -> Bounded<'_, F> {
+        Bounded {
+            fut,
+            timer: self,
+            limit: Limit::Within(limit),
+            armed: false,
+        }
     }
 
     /// `fut`, or `None` at `deadline`.
-    async fn until<F: Future>(
-        &mut self,
-        deadline: tokio::time::Instant,
-        fut: F,
-    ) -> Option<F::Output> {
-        self.run(fut, || deadline).await
+    fn until<F: Future>(&mut self, deadline: tokio::time::Instant, fut: F) -> Bounded<'_, F> {
+        Bounded {
+            fut,
+            timer: self,
+            limit: Limit::Until(deadline),
+            armed: false,
+        }
     }
+}
 
-    async fn run<F: Future>(
-        &mut self,
+#[derive(Clone, Copy)]
+enum Limit {
+    /// From the first time the wait is pending.
+    Within(Duration),
+    Until(tokio::time::Instant),
+}
+
+pin_project_lite::pin_project! {
+    /// One wait bounded by the connection's [`Timer`]. Written by hand: as
+    /// `async fn`s the wrappers held the wrapped future two more times over
+    /// and each call moved it twice (the futures of a request, copied as
+    /// they nest, were a tenth of its instructions).
+    struct Bounded<'t, F> {
+        #[pin]
         fut: F,
-        deadline: impl Fn() -> tokio::time::Instant,
-    ) -> Option<F::Output> {
-        let mut fut = std::pin::pin!(fut);
-        // Set for this wait at its first `Pending`.
-        let mut armed = false;
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(out));
-            }
-            let sleep = match &mut self.sleep {
-                Some(sleep) => {
-                    if !armed {
-                        sleep.as_mut().reset(deadline());
-                    }
-                    sleep
+        timer: &'t mut Timer,
+        limit: Limit,
+        // The timer was set for this wait (at its first `Pending`).
+        armed: bool,
+    }
+}
+
+impl<F: Future> Future for Bounded<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        let deadline = || match *this.limit {
+            Limit::Within(limit) => tokio::time::Instant::now() + limit,
+            Limit::Until(at) => at,
+        };
+        let sleep = match &mut this.timer.sleep {
+            Some(sleep) => {
+                if !*this.armed {
+                    sleep.as_mut().reset(deadline());
                 }
-                None => self
-                    .sleep
-                    .insert(Box::pin(tokio::time::sleep_until(deadline()))),
-            };
-            armed = true;
-            sleep.as_mut().poll(cx).map(|()| None)
-        })
-        .await
+                sleep
+            }
+            None => this
+                .timer
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline()))),
+        };
+        *this.armed = true;
+        sleep.as_mut().poll(cx).map(|()| None)
     }
 }
 
@@ -533,10 +561,11 @@ async fn handle(
     let websocket = decision.upgrade == UpgradeKind::WebSocket;
     let head_only = req.method == Method::HEAD;
     let mut counted = false;
-    let (status, keep, error) = match app
-        .carry_out(decision.verdict, &req, Some(ip), &mut ctx)
-        .await
-    {
+    let step = match app.carry_out_now(decision.verdict, &mut ctx) {
+        Ok(step) => step,
+        Err(verdict) => app.carry_out(verdict, &req, Some(ip), &mut ctx).await,
+    };
+    let (status, keep, error) = match step {
         Step::Reply { reply, close } => {
             // An answer of our own to a request whose body was not read:
             // the connection closes (the next request would start inside it).

@@ -46,7 +46,7 @@ pub enum Verdict {
     /// A valid bearer token whose user the rules do not allow: 403 JSON
     /// with `WWW-Authenticate: Bearer error="insufficient_scope"` (an API
     /// client has no use for a page offering a browser sign-in).
-    BearerForbidden(Identity),
+    BearerForbidden(Arc<Identity>),
     /// No valid session: 401 JSON for an API request, else a redirect to
     /// the sign-in page.
     SignIn { api: bool },
@@ -259,7 +259,7 @@ impl App {
                             strip_authorization = !user.pass_authorization;
                             match Denial::of(&rule, rule.judge(&user.identity)) {
                                 None => Verdict::Forward(Arc::new(user.identity), user.expires_at),
-                                Some(_) => Verdict::BearerForbidden(user.identity),
+                                Some(_) => Verdict::BearerForbidden(Arc::new(user.identity)),
                             }
                         }
                     },
