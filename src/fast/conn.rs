@@ -522,22 +522,19 @@ async fn handle(
     client: &mut TcpStream,
     ip: IpAddr,
     buf: &mut BytesMut,
-    head: RequestHead,
+    mut head: RequestHead,
     started: std::time::Instant,
     timer: &mut Timer,
 ) -> (bool, std::time::Instant) {
     let mut ctx = Ctx::started_at(app.clone(), started);
     let app = &*app;
-    let RequestHead {
-        mut req,
-        framing,
-        keep_alive,
-        expect_continue,
-        stamped,
-        ..
-    } = head;
+    // The head's fields used in place: moved out, the request would be
+    // kept twice in this future (an argument lives as long as it does).
+    let (framing, keep_alive, expect_continue) =
+        (head.framing, head.keep_alive, head.expect_continue);
+    let req = &mut head.req;
     // The request's id, put on the request as it was read.
-    if let Some(id) = stamped {
+    if let Some(id) = head.stamped.take() {
         ctx.request_id = id;
     }
     if crate::traces::enabled() {
@@ -547,12 +544,12 @@ async fn handle(
             req.headers.get("traceparent").map(|v| v.as_bytes()),
         );
     }
-    let decision = app.decide(&req).await;
+    let decision = app.decide(req).await;
     if let Some(wire) = decision.rewritten {
         ctx.target = TargetState::Rewritten(wire);
     }
     if decision.upgrade == UpgradeKind::Other {
-        let _ = decide::remove_upgrade(&mut req);
+        let _ = decide::remove_upgrade(req);
     }
     if decision.strip_authorization {
         // A bearer token the operator keeps from the app.
@@ -563,7 +560,7 @@ async fn handle(
     let mut counted = false;
     let step = match app.carry_out_now(decision.verdict, &mut ctx) {
         Ok(step) => step,
-        Err(verdict) => app.carry_out(verdict, &req, Some(ip), &mut ctx).await,
+        Err(verdict) => app.carry_out(verdict, req, Some(ip), &mut ctx).await,
     };
     let (status, keep, error) = match step {
         Step::Reply { reply, close } => {
@@ -575,7 +572,7 @@ async fn handle(
             // after the answer sees this request.
             app.metrics().request(ctx.outcome, ctx.started.elapsed());
             counted = true;
-            let written = client.write_all(&reply.encode(Some(&req), close)).await;
+            let written = client.write_all(&reply.encode(Some(req), close)).await;
             (
                 status,
                 written.is_ok() && !close,
@@ -588,7 +585,7 @@ async fn handle(
             } else {
                 "public_upgrade"
             };
-            let (status, error) = Box::pin(tunnel(w, app, client, ip, buf, &req, &mut ctx)).await;
+            let (status, error) = Box::pin(tunnel(w, app, client, ip, buf, req, &mut ctx)).await;
             (status, false, error)
         }
         Step::Forward => {
@@ -601,7 +598,7 @@ async fn handle(
                 started: ctx.started,
             };
             let (status, keep, error, done) =
-                proxy(w, app, client, ip, buf, &mut req, exchange, &mut ctx, timer).await;
+                proxy(w, app, client, ip, buf, req, exchange, &mut ctx, timer).await;
             counted = done;
             (status, keep, error)
         }
@@ -616,7 +613,7 @@ async fn handle(
         app.metrics().upstream(ended.saturating_duration_since(at));
     }
     end_spans(&mut ctx, status);
-    let target = judged_target(&req, &ctx);
+    let target = judged_target(req, &ctx);
     access_log::log(&access_log::Entry {
         method: req.method.as_str(),
         path: path_of(&target),
