@@ -925,30 +925,27 @@ async fn exchange(
 
     // The client's head, written while the upstream's is parsed.
     let mut out = Vec::with_capacity(1024);
+    // Request sent whole: a closed pooled connection may be retried, and
+    // the wait counts from when the request went out.
+    let (may_be_stale, waiting_since) = if body_done {
+        (reused && ex.framing == Framing::None, Some(outgoing.at))
+    } else {
+        (false, None)
+    };
+    let recv = read_response_head(
+        ur,
+        rbuf,
+        &mut out,
+        ex.head_only,
+        timer,
+        w.read_timeout,
+        may_be_stale,
+        waiting_since,
+    );
     let response = if body_done {
-        read_response_head(
-            ur,
-            rbuf,
-            &mut out,
-            ex.head_only,
-            timer,
-            w.read_timeout,
-            reused && ex.framing == Framing::None,
-            Some(outgoing.at),
-        )
-        .await?
+        recv.await?
     } else {
         let send = send_body(cr, buf, &mut uw, ex.framing, w.read_timeout);
-        let recv = read_response_head(
-            ur,
-            rbuf,
-            &mut out,
-            ex.head_only,
-            timer,
-            w.read_timeout,
-            false,
-            None,
-        );
         tokio::pin!(send);
         tokio::pin!(recv);
         loop {
@@ -1367,37 +1364,10 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
-    const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
-    fn current(extra: &str) -> Arc<Current> {
-        let toml = format!(
-            r#"[server]
-listen = "127.0.0.1:4180"
-public_url = "http://app.example"
-
-[upstream]
-url = "http://127.0.0.1:8080"
-
-[session]
-secret = "{SECRET}"
-
-[providers.google]
-client_id = "id"
-client_secret = "secret"
-issuer = "http://127.0.0.1:9"
-
-{extra}
-"#
-        );
-        let settings = crate::config::parse(&toml, &|_: &str| None).expect("config");
-        let http = crate::providers::http_client().expect("client");
-        let providers = crate::providers::Providers::build(&settings, &http).expect("providers");
-        Arc::new(Current::new(App::new(
-            settings,
-            providers,
-            "127.0.0.1:8080".parse().unwrap(),
-            crate::session::SessionStore::Cookie,
-        )))
+    /// The usual test app (`proxy::testing`): `/public/...` passes
+    /// without a session, anything else asks a browser to sign in.
+    fn current() -> Arc<Current> {
+        Arc::new(Current::new(crate::proxy::testing::app_configured("", "")))
     }
 
     /// Reads until `stream` has sent `want` (or closed, or a generous
@@ -1428,7 +1398,7 @@ issuer = "http://127.0.0.1:9"
             .run_until(async {
                 let (_stop, shutdown) = tokio::sync::watch::channel(false);
                 let w = Rc::new(Worker::new(
-                    current(""),
+                    current(),
                     "127.0.0.1:9".parse().unwrap(),
                     shutdown,
                 ));
@@ -1464,7 +1434,7 @@ issuer = "http://127.0.0.1:9"
                 let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let (stop, shutdown) = tokio::sync::watch::channel(false);
                 let w = Rc::new(Worker::new(
-                    current("[access]\nskip_auth = [\"^/\"]"),
+                    current(),
                     upstream.local_addr().unwrap(),
                     shutdown,
                 ));
@@ -1476,13 +1446,13 @@ issuer = "http://127.0.0.1:9"
                 w.start_serving(stream, peer);
 
                 client
-                    .write_all(b"GET /one HTTP/1.1\r\nHost: app.example\r\n\r\n")
+                    .write_all(b"GET /public/one HTTP/1.1\r\nHost: app.example\r\n\r\n")
                     .await
                     .unwrap();
                 let (mut app, _) = upstream.accept().await.unwrap();
                 let mut seen = Vec::new();
                 read_until(&mut app, &mut seen, b"\r\n\r\n").await;
-                assert!(seen.starts_with(b"GET /one "));
+                assert!(seen.starts_with(b"GET /public/one "));
                 app.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\none")
                     .await
                     .unwrap();
@@ -1496,14 +1466,14 @@ issuer = "http://127.0.0.1:9"
                 // is on its socket: it is answered, then the connection
                 // closes.
                 client
-                    .write_all(b"GET /two HTTP/1.1\r\nHost: app.example\r\n\r\n")
+                    .write_all(b"GET /public/two HTTP/1.1\r\nHost: app.example\r\n\r\n")
                     .await
                     .unwrap();
                 w.draining.set(true);
                 stop.send(true).unwrap();
                 seen.clear();
                 read_until(&mut app, &mut seen, b"\r\n\r\n").await;
-                assert!(seen.starts_with(b"GET /two "));
+                assert!(seen.starts_with(b"GET /public/two "));
                 app.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ntwo")
                     .await
                     .unwrap();

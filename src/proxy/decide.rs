@@ -479,9 +479,8 @@ pub fn remove_upgrade(req: &mut RequestHeader) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::testing::{app_configured, SECRET};
     use crate::session::{unix_now, Sealer, SessionCodec, SessionKey};
-
-    const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
     fn app() -> App {
         app_with("")
@@ -491,42 +490,6 @@ mod tests {
     /// routes, `[server]` keys come first in `server_extra`).
     fn app_with(extra: &str) -> App {
         app_configured("", extra)
-    }
-
-    fn app_configured(server_extra: &str, extra: &str) -> App {
-        let toml = format!(
-            r#"[server]
-listen = "127.0.0.1:4180"
-public_url = "http://app.example"
-{server_extra}
-
-[upstream]
-url = "http://127.0.0.1:8080"
-
-[session]
-secret = "{SECRET}"
-
-[providers.google]
-client_id = "id"
-client_secret = "secret"
-issuer = "http://127.0.0.1:9"
-
-[access]
-allowed_email_domains = ["example.com"]
-skip_auth = ["^/public/", "GET ^/$"]
-api_paths = ["^/api/"]
-{extra}
-"#
-        );
-        let settings = crate::config::parse(&toml, &|_: &str| None).expect("config");
-        let http = crate::providers::http_client().expect("client");
-        let providers = crate::providers::Providers::build(&settings, &http).expect("providers");
-        App::new(
-            settings,
-            providers,
-            "127.0.0.1:8080".parse().unwrap(),
-            crate::session::SessionStore::Cookie,
-        )
     }
 
     fn cookie(email: &str) -> String {

@@ -365,7 +365,7 @@ impl App {
 mod tests {
     use super::*;
 
-    const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    use crate::proxy::testing::SECRET;
 
     fn app() -> App {
         let toml = format!(
@@ -412,15 +412,7 @@ path = "^/status$"
 public = true
 "#
         );
-        let settings = crate::config::parse(&toml, &|_: &str| None).expect("config");
-        let http = crate::providers::http_client().expect("client");
-        let providers = crate::providers::Providers::build(&settings, &http).expect("providers");
-        App::new(
-            settings,
-            providers,
-            "127.0.0.1:8080".parse().unwrap(),
-            crate::session::SessionStore::Cookie,
-        )
+        crate::proxy::testing::app_from(&toml)
     }
 
     fn ask(

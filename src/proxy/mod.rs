@@ -7,6 +7,9 @@ pub mod headers;
 pub mod request;
 pub(crate) mod respond;
 pub(crate) mod upgrade;
+// Test apps built from a configuration text.
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
